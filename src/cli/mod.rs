@@ -1,0 +1,63 @@
+//! The `ugatit` command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// U-GAT-IT image-to-image translation (Kim et al., ICLR 2020) on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "ugatit", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the parameter count of each of the six networks.
+    Summary(SummaryArgs),
+}
+
+/// Architecture flags shared by the subcommands, named like UGATIT-pytorch's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchArgs {
+    /// Use the light generator (MLP on pooled features).
+    #[arg(long)]
+    pub light: bool,
+    /// Image size (the full generator's MLP depends on it).
+    #[arg(long, default_value_t = 256)]
+    pub img_size: i64,
+    /// Base channel count of the generators and discriminators.
+    #[arg(long, default_value_t = 64)]
+    pub ch: i64,
+    /// Residual blocks in the generator.
+    #[arg(long, default_value_t = 4)]
+    pub n_res: i64,
+}
+
+impl ArchArgs {
+    pub fn generator(&self) -> crate::model::generator::Config {
+        crate::model::generator::Config {
+            ngf: self.ch,
+            n_res: self.n_res,
+            img_size: self.img_size,
+            light: self.light,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Summary(args) => {
+            for (name, count) in crate::summary::parameter_counts(args.arch.generator()) {
+                println!("{name} {count}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! # ugatit
+//!
+//! U-GAT-IT (Kim et al., "U-GAT-IT: Unsupervised Generative Attentional Networks with Adaptive
+//! Layer-Instance Normalization for Image-to-Image Translation", arXiv 1907.10830, ICLR 2020) on
+//! libtorch through `tch`, computing what the PyTorch reference (znxlwm/UGATIT-pytorch) and
+//! PaddleGAN compute, with their checkpoint key names.
+
+pub mod cli;
+pub mod device;
+pub mod io;
+pub mod model;
+pub mod summary;

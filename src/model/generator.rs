@@ -1,0 +1,264 @@
+//! The U-GAT-IT generator (`ResnetGenerator`), section 2.1 of Kim et al., "U-GAT-IT:
+//! Unsupervised Generative Attentional Networks with Adaptive Layer-Instance Normalization for
+//! Image-to-Image Translation", arXiv 1907.10830.
+//!
+//! Encoder (reflection-padded convolutions with affine-free instance norm, then residual blocks),
+//! the class activation map (CAM) attention head, an MLP that turns the attended features into
+//! AdaLIN's `gamma`/`beta`, AdaLIN residual blocks and an ILN up-sampling decoder. Variable paths
+//! are UGATIT-pytorch's `state_dict` keys (`DownBlock.1.weight`, `UpBlock1_1.norm1.rho`, …).
+
+use super::layers::{cam_reweight, conv2d, global_pools, instance_norm, linear, reflect};
+use super::norm::{clip_rho, AdaLIN, ILN};
+use tch::nn;
+use tch::Tensor;
+
+/// The encoder halves the resolution this many times (fixed in the reference).
+const N_DOWNSAMPLING: i64 = 2;
+
+/// Generator hyper-parameters; the defaults are the paper's (`--ch 64 --n_res 4 --img_size 256`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Channels of the first convolution (`--ch`, the reference's `ngf`).
+    pub ngf: i64,
+    /// Residual blocks in the encoder bottleneck and AdaLIN blocks in the decoder (`--n_res`).
+    pub n_res: i64,
+    /// Input size; only the full model depends on it (its MLP reads the whole feature map).
+    pub img_size: i64,
+    /// The light model pools the attended features before the MLP (`--light`).
+    pub light: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ngf: 64,
+            n_res: 4,
+            img_size: 256,
+            light: false,
+        }
+    }
+}
+
+impl Config {
+    /// Channels of the bottleneck.
+    pub fn bottleneck_channels(&self) -> i64 {
+        self.ngf * (1 << N_DOWNSAMPLING)
+    }
+
+    /// Input width of the first MLP layer.
+    pub fn mlp_in_features(&self) -> i64 {
+        let c = self.bottleneck_channels();
+        if self.light {
+            c
+        } else {
+            let side = self.img_size / (1 << N_DOWNSAMPLING);
+            c * side * side
+        }
+    }
+}
+
+/// What the generator returns.
+#[derive(Debug)]
+pub struct GeneratorOutput {
+    /// Translated image in [-1, 1], `[B, 3, H, W]`.
+    pub image: Tensor,
+    /// The CAM logits of the global average and max pooling branches, `[B, 2]`.
+    pub cam_logit: Tensor,
+    /// Channel sum of the attended features, `[B, 1, H/4, W/4]`.
+    pub heatmap: Tensor,
+}
+
+/// `x + [pad, conv, IN, ReLU, pad, conv, IN](x)` (keys `conv_block.1`, `conv_block.5`).
+#[derive(Debug)]
+struct ResnetBlock {
+    conv1: nn::Conv2D,
+    conv2: nn::Conv2D,
+}
+
+impl ResnetBlock {
+    fn new(vs: nn::Path, dim: i64) -> Self {
+        let vs = vs / "conv_block";
+        Self {
+            conv1: conv2d(&vs / "1", dim, dim, 3, 1, false),
+            conv2: conv2d(&vs / "5", dim, dim, 3, 1, false),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let h = instance_norm(&reflect(xs, 1).apply(&self.conv1)).relu();
+        xs + instance_norm(&reflect(&h, 1).apply(&self.conv2))
+    }
+}
+
+/// The decoder's residual block with AdaLIN (`ResnetAdaILNBlock`), residual included.
+#[derive(Debug)]
+struct ResnetAdaLINBlock {
+    conv1: nn::Conv2D,
+    norm1: AdaLIN,
+    conv2: nn::Conv2D,
+    norm2: AdaLIN,
+}
+
+impl ResnetAdaLINBlock {
+    fn new(vs: nn::Path, dim: i64) -> Self {
+        Self {
+            conv1: conv2d(&vs / "conv1", dim, dim, 3, 1, false),
+            norm1: AdaLIN::new(&vs / "norm1", dim),
+            conv2: conv2d(&vs / "conv2", dim, dim, 3, 1, false),
+            norm2: AdaLIN::new(&vs / "norm2", dim),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
+        let h = self
+            .norm1
+            .forward(&reflect(xs, 1).apply(&self.conv1), gamma, beta)
+            .relu();
+        xs + self
+            .norm2
+            .forward(&reflect(&h, 1).apply(&self.conv2), gamma, beta)
+    }
+}
+
+/// One decoder up-sampling stage: nearest ×2, pad 1, 3×3 conv, ILN, ReLU.
+#[derive(Debug)]
+struct UpStage {
+    conv: nn::Conv2D,
+    norm: ILN,
+}
+
+/// The U-GAT-IT generator `G_{s→t}`.
+#[derive(Debug)]
+pub struct ResnetGenerator {
+    config: Config,
+    /// Encoder convolutions at `DownBlock.{1,5,9}`: (conv, reflection padding).
+    down_convs: Vec<(nn::Conv2D, i64)>,
+    res_blocks: Vec<ResnetBlock>,
+    gap_fc: nn::Linear,
+    gmp_fc: nn::Linear,
+    conv1x1: nn::Conv2D,
+    /// `FC.0`, `FC.2`: the MLP, each layer followed by a ReLU.
+    fc: Vec<nn::Linear>,
+    gamma: nn::Linear,
+    beta: nn::Linear,
+    up_blocks: Vec<ResnetAdaLINBlock>,
+    up_stages: Vec<UpStage>,
+    out_conv: nn::Conv2D,
+}
+
+impl ResnetGenerator {
+    pub fn new(vs: &nn::Path, config: Config) -> Self {
+        let Config { ngf, n_res, .. } = config;
+        let down = vs / "DownBlock";
+        let mut down_convs = vec![(conv2d(&down / "1", 3, ngf, 7, 1, false), 3)];
+        for i in 0..N_DOWNSAMPLING {
+            let mult = 1 << i;
+            let conv = conv2d(&down / (5 + 4 * i), ngf * mult, ngf * mult * 2, 3, 2, false);
+            down_convs.push((conv, 1));
+        }
+        let dim = config.bottleneck_channels();
+        let first_res = 4 * (N_DOWNSAMPLING + 1);
+        let res_blocks = (0..n_res)
+            .map(|i| ResnetBlock::new(&down / (first_res + i), dim))
+            .collect();
+
+        let fc = vs / "FC";
+        let up2 = vs / "UpBlock2";
+        let up_stages = (0..N_DOWNSAMPLING)
+            .map(|i| {
+                let c_in = dim >> i;
+                UpStage {
+                    conv: conv2d(&up2 / (2 + 5 * i), c_in, c_in / 2, 3, 1, false),
+                    norm: ILN::new(&up2 / (3 + 5 * i), c_in / 2),
+                }
+            })
+            .collect();
+        Self {
+            config,
+            down_convs,
+            res_blocks,
+            gap_fc: linear(vs / "gap_fc", dim, 1, false),
+            gmp_fc: linear(vs / "gmp_fc", dim, 1, false),
+            conv1x1: conv2d(vs / "conv1x1", 2 * dim, dim, 1, 1, true),
+            fc: vec![
+                linear(&fc / "0", config.mlp_in_features(), dim, false),
+                linear(&fc / "2", dim, dim, false),
+            ],
+            gamma: linear(vs / "gamma", dim, dim, false),
+            beta: linear(vs / "beta", dim, dim, false),
+            up_blocks: (1..=n_res)
+                .map(|i| ResnetAdaLINBlock::new(vs / format!("UpBlock1_{i}"), dim))
+                .collect(),
+            up_stages,
+            out_conv: conv2d(&up2 / (5 * N_DOWNSAMPLING + 1), ngf, 3, 7, 1, false),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Translates `xs` (`[B, 3, H, W]` in [-1, 1]). The generator has no train/eval difference.
+    pub fn forward(&self, xs: &Tensor) -> GeneratorOutput {
+        let mut x = xs.shallow_clone();
+        for (conv, pad) in &self.down_convs {
+            x = instance_norm(&reflect(&x, *pad).apply(conv)).relu();
+        }
+        for block in &self.res_blocks {
+            x = block.forward(&x);
+        }
+
+        let (gap, gmp) = global_pools(&x);
+        let cam_logit = Tensor::cat(&[gap.apply(&self.gap_fc), gmp.apply(&self.gmp_fc)], 1);
+        let attended = Tensor::cat(
+            &[
+                cam_reweight(&x, &self.gap_fc.ws),
+                cam_reweight(&x, &self.gmp_fc.ws),
+            ],
+            1,
+        );
+        let x = attended.apply(&self.conv1x1).relu();
+        let heatmap = x.sum_dim_intlist(1, true, None);
+
+        let batch = x.size()[0];
+        let mut h = if self.config.light {
+            x.adaptive_avg_pool2d([1, 1]).view([batch, -1])
+        } else {
+            x.view([batch, -1])
+        };
+        for layer in &self.fc {
+            h = h.apply(layer).relu();
+        }
+        let (gamma, beta) = (h.apply(&self.gamma), h.apply(&self.beta));
+
+        let mut x = x;
+        for block in &self.up_blocks {
+            x = block.forward(&x, &gamma, &beta);
+        }
+        for stage in &self.up_stages {
+            let size = x.size();
+            let up = x.upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0);
+            x = stage
+                .norm
+                .forward(&reflect(&up, 1).apply(&stage.conv))
+                .relu();
+        }
+        let image = reflect(&x, 3).apply(&self.out_conv).tanh();
+        GeneratorOutput {
+            image,
+            cam_logit,
+            heatmap,
+        }
+    }
+
+    /// Clamps every AdaLIN and ILN `rho` to [0, 1] (the reference's `RhoClipper`), to be called
+    /// after each generator optimiser step.
+    pub fn clip_rho(&self) {
+        let ada = self
+            .up_blocks
+            .iter()
+            .flat_map(|b| [&b.norm1.rho, &b.norm2.rho]);
+        ada.chain(self.up_stages.iter().map(|s| &s.norm.rho))
+            .for_each(clip_rho);
+    }
+}

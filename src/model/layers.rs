@@ -1,0 +1,75 @@
+//! Building blocks shared by the generator and the discriminators.
+//!
+//! The reference builds every layer with PyTorch's default initialisation
+//! (`kaiming_uniform_(a=√5)` for weights, `U(±1/√fan_in)` for biases), which works out to
+//! `U(±1/√fan_in)` for both. tch's own defaults differ (ReLU gain, zero bias), so the layers here
+//! set their initialisers explicitly.
+
+use tch::nn::{self, Init};
+use tch::Tensor;
+
+/// `U(±1/√fan_in)`: PyTorch's default for both the weights and the biases of conv and linear layers.
+pub fn torch_default_init(fan_in: i64) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A square 2-D convolution without padding (the reference pads explicitly, by reflection).
+pub fn conv2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    let init = torch_default_init(c_in * k * k);
+    let cfg = nn::ConvConfig {
+        stride,
+        bias,
+        ws_init: init,
+        bs_init: init,
+        ..Default::default()
+    };
+    nn::conv2d(vs, c_in, c_out, k, cfg)
+}
+
+/// A linear layer, weight stored `[out, in]` as in PyTorch.
+pub fn linear(vs: nn::Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
+    let init = torch_default_init(c_in);
+    let cfg = nn::LinearConfig {
+        ws_init: init,
+        bs_init: Some(init),
+        bias,
+    };
+    nn::linear(vs, c_in, c_out, cfg)
+}
+
+/// Reflection padding of `p` pixels on every side.
+pub fn reflect(xs: &Tensor, p: i64) -> Tensor {
+    xs.reflection_pad2d([p, p, p, p])
+}
+
+/// Instance normalisation without affine parameters (PyTorch `InstanceNorm2d` defaults:
+/// biased variance, eps 1e-5, no running statistics).
+pub fn instance_norm(xs: &Tensor) -> Tensor {
+    xs.instance_norm(
+        None::<Tensor>,
+        None::<Tensor>,
+        None::<Tensor>,
+        None::<Tensor>,
+        true,
+        0.1,
+        1e-5,
+        false,
+    )
+}
+
+/// Re-weights a `[B, C, H, W]` feature map by the `[1, C]` weight of a CAM fully connected layer.
+pub fn cam_reweight(xs: &Tensor, fc_weight: &Tensor) -> Tensor {
+    xs * fc_weight.unsqueeze(-1).unsqueeze(-1)
+}
+
+/// Global average and max pooling to `[B, C]`.
+pub fn global_pools(xs: &Tensor) -> (Tensor, Tensor) {
+    let b = xs.size()[0];
+    let gap = xs.adaptive_avg_pool2d([1, 1]).view([b, -1]);
+    let gmp = xs.adaptive_max_pool2d([1, 1]).0.view([b, -1]);
+    (gap, gmp)
+}

@@ -1,0 +1,10 @@
+//! The U-GAT-IT networks and their building blocks.
+
+pub mod discriminator;
+pub mod generator;
+pub mod layers;
+pub mod norm;
+pub mod spectral_norm;
+
+pub use discriminator::{Discriminator, DiscriminatorOutput};
+pub use generator::{GeneratorOutput, ResnetGenerator};

@@ -1,0 +1,116 @@
+//! Spectral normalisation (Miyato et al., ICLR 2018) with `torch.nn.utils.spectral_norm`'s exact
+//! semantics, which the U-GAT-IT discriminators use on every layer but `conv1x1`.
+//!
+//! The raw parameter is `weight_orig`; `weight_u` and `weight_v` are non-trainable state saved with
+//! the model. A train-mode forward runs one power iteration and stores the new `u`, `v`; an
+//! eval-mode forward reuses them. The normalised weight is `weight_orig / σ` with
+//! `σ = uᵀ W v`, gradients flowing through `W` only.
+
+use super::layers::torch_default_init;
+use tch::nn;
+use tch::Tensor;
+
+/// `torch.nn.functional.normalize`'s eps, also spectral_norm's default.
+const EPS: f64 = 1e-12;
+
+fn normalize(v: &Tensor) -> Tensor {
+    v / v.norm().clamp_min(EPS)
+}
+
+/// A weight under spectral normalisation.
+#[derive(Debug)]
+pub struct SpectralNorm {
+    pub weight_orig: Tensor,
+    pub weight_u: Tensor,
+    pub weight_v: Tensor,
+}
+
+impl SpectralNorm {
+    /// Wraps `weight_orig` (created under `vs`) and draws `u`, `v` as `normalize(N(0, 1))`
+    /// like PyTorch.
+    fn new(vs: &nn::Path, weight_orig: Tensor) -> Self {
+        let shape = weight_orig.size();
+        let (h, w) = (shape[0], shape[1..].iter().product::<i64>());
+        let fresh = |name: &str, n: i64| {
+            let t = vs.zeros_no_train(name, &[n]);
+            tch::no_grad(|| t.shallow_clone().copy_(&normalize(&t.randn_like())));
+            t
+        };
+        Self {
+            weight_u: fresh("weight_u", h),
+            weight_v: fresh("weight_v", w),
+            weight_orig,
+        }
+    }
+
+    /// The normalised weight, after one power iteration when `train`.
+    pub fn weight(&self, train: bool) -> Tensor {
+        let out = self.weight_orig.size()[0];
+        let w_mat = self.weight_orig.view([out, -1]);
+        let (u, v) = if train {
+            tch::no_grad(|| {
+                let w = w_mat.detach();
+                let v = normalize(&w.tr().mv(&self.weight_u));
+                let u = normalize(&w.mv(&v));
+                self.weight_u.shallow_clone().copy_(&u);
+                self.weight_v.shallow_clone().copy_(&v);
+                (u, v)
+            })
+        } else {
+            (self.weight_u.detach(), self.weight_v.detach())
+        };
+        let sigma = u.dot(&w_mat.mv(&v));
+        &self.weight_orig / sigma
+    }
+}
+
+/// A spectrally normalised convolution (square kernel, no padding: the reference pads by reflection).
+#[derive(Debug)]
+pub struct SnConv2d {
+    pub sn: SpectralNorm,
+    pub bias: Option<Tensor>,
+    pub stride: i64,
+}
+
+impl SnConv2d {
+    pub fn new(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
+        let init = torch_default_init(c_in * k * k);
+        let weight = vs.var("weight_orig", &[c_out, c_in, k, k], init);
+        let bias = bias.then(|| vs.var("bias", &[c_out], init));
+        Self {
+            sn: SpectralNorm::new(&vs, weight),
+            bias,
+            stride,
+        }
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.conv2d(
+            &self.sn.weight(train),
+            self.bias.as_ref(),
+            [self.stride],
+            [0],
+            [1],
+            1,
+        )
+    }
+}
+
+/// A spectrally normalised linear layer without bias, weight `[out, in]`.
+#[derive(Debug)]
+pub struct SnLinear {
+    pub sn: SpectralNorm,
+}
+
+impl SnLinear {
+    pub fn new(vs: nn::Path, c_in: i64, c_out: i64) -> Self {
+        let weight = vs.var("weight_orig", &[c_out, c_in], torch_default_init(c_in));
+        Self {
+            sn: SpectralNorm::new(&vs, weight),
+        }
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.linear::<Tensor>(&self.sn.weight(train), None)
+    }
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// Tensors and metadata of a fixture file.
+pub struct Fixture {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, Tensor>,
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    pub fn load(rel: &str) -> Self {
+        let path = fixture(rel);
+        let file = ugatit::io::safetensors::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        Self {
+            path,
+            tensors: file.tensors,
+            meta: file.metadata,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> &Tensor {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("{} has no tensor {key}", self.path.display()))
+    }
+
+    pub fn meta_i64(&self, key: &str) -> i64 {
+        self.meta[key]
+            .parse()
+            .unwrap_or_else(|_| panic!("metadata {key} = {:?}", self.meta[key]))
+    }
+
+    pub fn meta_bool(&self, key: &str) -> bool {
+        matches!(self.meta[key].to_lowercase().as_str(), "true" | "1")
+    }
+
+    /// Keys starting with `prefix`, with the prefix removed.
+    pub fn keys_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.tensors
+            .keys()
+            .filter_map(move |k| k.strip_prefix(prefix))
+    }
+}
+
+/// The error of `actual` against `expected`, scaled so that tensors of magnitude up to 1 are
+/// compared absolutely and larger ones relative to their largest element:
+/// `max|a − e| / max(1, max|e|)`.
+pub fn scaled_error(actual: &Tensor, expected: &Tensor) -> f64 {
+    assert_eq!(actual.size(), expected.size(), "shape mismatch");
+    let a = actual
+        .detach()
+        .to_device(tch::Device::Cpu)
+        .to_kind(tch::Kind::Double);
+    let e = expected.to_kind(tch::Kind::Double);
+    let diff = (&a - &e).abs().max().double_value(&[]);
+    let scale = e.abs().max().double_value(&[]).max(1.0);
+    diff / scale
+}
+
+/// Asserts [`scaled_error`] is within `tol`, naming the tensor.
+pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
+    let err = scaled_error(actual, expected);
+    assert!(
+        err <= tol,
+        "{name}: scaled error {err:.3e} exceeds {tol:.0e}"
+    );
+}
