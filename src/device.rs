@@ -8,10 +8,7 @@ pub fn parse(name: &str) -> Result<Device> {
     let device = match name {
         "cpu" => Device::Cpu,
         "cuda" => Device::Cuda(0),
-        _ => match name
-            .strip_prefix("cuda:")
-            .and_then(|i| i.parse::<usize>().ok())
-        {
+        _ => match name.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
             Some(i) => Device::Cuda(i),
             None => bail!("unknown device {name:?}: use cpu, cuda or cuda:N"),
         },

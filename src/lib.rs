@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod device;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod summary;

@@ -25,10 +25,7 @@ pub enum Role {
 
 /// Trainable parameters of a network (spectral-norm `u`, `v` are state, not parameters).
 pub fn count_parameters(vs: &VarStore) -> i64 {
-    vs.trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum()
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
 }
 
 /// Builds one network of each role on the CPU and returns `(name, parameter count)` for all six.
@@ -37,25 +34,11 @@ pub fn parameter_counts(g: generator::Config) -> Vec<(&'static str, i64)> {
         let vs = VarStore::new(Device::Cpu);
         tch::no_grad(|| match role {
             Role::Generator => drop(ResnetGenerator::new(&vs.root(), g)),
-            Role::GlobalDiscriminator => drop(Discriminator::new(
-                &vs.root(),
-                discriminator::Config::global(g.ngf),
-            )),
-            Role::LocalDiscriminator => drop(Discriminator::new(
-                &vs.root(),
-                discriminator::Config::local(g.ngf),
-            )),
+            Role::GlobalDiscriminator => drop(Discriminator::new(&vs.root(), discriminator::Config::global(g.ngf))),
+            Role::LocalDiscriminator => drop(Discriminator::new(&vs.root(), discriminator::Config::local(g.ngf))),
         });
         count_parameters(&vs)
     };
-    let counts = [
-        Role::Generator,
-        Role::GlobalDiscriminator,
-        Role::LocalDiscriminator,
-    ]
-    .map(|r| (r, count(r)));
-    NETWORKS
-        .iter()
-        .map(|(name, role)| (*name, counts.iter().find(|(r, _)| r == role).unwrap().1))
-        .collect()
+    let counts = [Role::Generator, Role::GlobalDiscriminator, Role::LocalDiscriminator].map(|r| (r, count(r)));
+    NETWORKS.iter().map(|(name, role)| (*name, counts.iter().find(|(r, _)| r == role).unwrap().1)).collect()
 }

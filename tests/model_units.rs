@@ -8,15 +8,7 @@ use ugatit::model::{Discriminator, ResnetGenerator};
 
 fn small_generator(light: bool) -> (VarStore, ResnetGenerator) {
     let vs = VarStore::new(Device::Cpu);
-    let g = ResnetGenerator::new(
-        &vs.root(),
-        GConfig {
-            ngf: 4,
-            n_res: 2,
-            img_size: 32,
-            light,
-        },
-    );
+    let g = ResnetGenerator::new(&vs.root(), GConfig { ngf: 4, n_res: 2, img_size: 32, light });
     (vs, g)
 }
 
@@ -53,10 +45,7 @@ fn rho_is_initialised_and_clipped_like_the_reference() {
     assert_eq!(rhos.len(), 2 * 2 + 2, "2 AdaLIN per block and 2 ILN");
     for (name, v) in rhos {
         let (lo, hi) = (v.min().double_value(&[]), v.max().double_value(&[]));
-        assert!(
-            (0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi),
-            "{name}: [{lo}, {hi}]"
-        );
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi), "{name}: [{lo}, {hi}]");
     }
     // Nothing else is touched.
     assert!(vars["gamma.weight"].abs().max().double_value(&[]) <= 1.0 / 16f64.sqrt());
@@ -65,15 +54,7 @@ fn rho_is_initialised_and_clipped_like_the_reference() {
 #[test]
 fn initialisation_is_pytorch_default() {
     let vs = VarStore::new(Device::Cpu);
-    let _g = ResnetGenerator::new(
-        &vs.root(),
-        GConfig {
-            ngf: 16,
-            n_res: 1,
-            img_size: 32,
-            light: true,
-        },
-    );
+    let _g = ResnetGenerator::new(&vs.root(), GConfig { ngf: 16, n_res: 1, img_size: 32, light: true });
     let vars = vs.variables();
     // conv 16→32, k3: fan_in 144, bound 1/12; U(-b, b) has std b/√3.
     let w = &vars["DownBlock.5.weight"];
@@ -93,19 +74,13 @@ fn spectral_norm_state_is_unit_and_untrained() {
     let _d = Discriminator::new(&vs.root(), DConfig::local(8));
     let vars = vs.variables();
     let trainable = vs.trainable_variables().len();
-    let state: Vec<_> = vars
-        .iter()
-        .filter(|(n, _)| n.ends_with("weight_u") || n.ends_with("weight_v"))
-        .collect();
+    let state: Vec<_> = vars.iter().filter(|(n, _)| n.ends_with("weight_u") || n.ends_with("weight_v")).collect();
     // 4 model convs + gap_fc + gmp_fc + conv, each with u and v.
     assert_eq!(state.len(), 2 * 7);
     assert_eq!(trainable + state.len(), vars.len());
     for (name, t) in state {
         assert!(!t.requires_grad(), "{name} must not be trainable");
-        assert!(
-            (t.norm().double_value(&[]) - 1.0).abs() < 1e-5,
-            "{name} is not unit norm"
-        );
+        assert!((t.norm().double_value(&[]) - 1.0).abs() < 1e-5, "{name} is not unit norm");
     }
 }
 
@@ -117,12 +92,7 @@ fn discriminator_logit_sizes_match_the_paper() {
     assert_eq!(DConfig::global(64).logit_size(96), Some(1));
     let vs = VarStore::new(Device::Cpu);
     let d = Discriminator::new(&vs.root(), DConfig::local(4));
-    let out = tch::no_grad(|| {
-        d.forward_t(
-            &Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu)),
-            false,
-        )
-    });
+    let out = tch::no_grad(|| d.forward_t(&Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu)), false));
     let side = DConfig::local(4).logit_size(64).unwrap();
     assert_eq!(out.logit.size(), [2, 1, side, side]);
 }
@@ -150,21 +120,12 @@ fn safetensors_round_trip_keeps_every_variable() {
     // A model of another width names the file and the tensor in its error.
     let vs3 = VarStore::new(Device::Cpu);
     let _d3 = Discriminator::new(&vs3.root(), DConfig::local(8));
-    let err = format!(
-        "{:#}",
-        ugatit::io::safetensors::load_var_store(&vs3, &path).unwrap_err()
-    );
-    assert!(
-        err.contains("d.safetensors") && err.contains("has shape"),
-        "{err}"
-    );
+    let err = format!("{:#}", ugatit::io::safetensors::load_var_store(&vs3, &path).unwrap_err());
+    assert!(err.contains("d.safetensors") && err.contains("has shape"), "{err}");
     // A truncated file is an error, not a panic.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = format!(
-        "{:#}",
-        ugatit::io::safetensors::load_var_store(&vs2, &path).unwrap_err()
-    );
+    let err = format!("{:#}", ugatit::io::safetensors::load_var_store(&vs2, &path).unwrap_err());
     assert!(err.contains("not a valid safetensors file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -25,17 +25,14 @@ fn device() -> Device {
 
 /// Loads the fixture's initial weights into `vs`.
 fn load_params(fx: &Fixture, vs: &VarStore) {
-    ugatit::io::safetensors::copy_into(&fx.tensors, "param.", vs, &fx.path)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    ugatit::io::safetensors::copy_into(&fx.tensors, "param.", vs, &fx.path).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Σ_o sum(out_o · lossw_o) over the named outputs.
 fn weighted_loss(fx: &Fixture, outputs: &[(&str, &Tensor)]) -> Tensor {
     let terms: Vec<Tensor> = outputs
         .iter()
-        .map(|(name, t)| {
-            (*t * fx.get(&format!("lossw.{name}")).to_device(t.device())).sum(tch::Kind::Float)
-        })
+        .map(|(name, t)| (*t * fx.get(&format!("lossw.{name}")).to_device(t.device())).sum(tch::Kind::Float))
         .collect();
     terms.into_iter().reduce(|a, b| a + b).unwrap()
 }
@@ -51,16 +48,11 @@ fn check_outputs(fx: &Fixture, prefix: &str, outputs: &[(&str, &Tensor)]) {
 
 fn check_grads(fx: &Fixture, vs: &VarStore, input: &Tensor) {
     let vars = vs.variables();
-    let trainable: Vec<&str> = fx
-        .keys_under("torch.grad.")
-        .filter(|k| *k != "input")
-        .collect();
+    let trainable: Vec<&str> = fx.keys_under("torch.grad.").filter(|k| *k != "input").collect();
     assert!(!trainable.is_empty());
     for reference in REFERENCES {
         for name in &trainable {
-            let var = vars
-                .get(*name)
-                .unwrap_or_else(|| panic!("model has no variable {name}"));
+            let var = vars.get(*name).unwrap_or_else(|| panic!("model has no variable {name}"));
             let key = format!("{reference}.grad.{name}");
             assert_close(&key, &var.grad(), fx.get(&key), TOL);
         }
@@ -73,12 +65,7 @@ fn check_grads(fx: &Fixture, vs: &VarStore, input: &Tensor) {
     }
     // Every trainable variable of ours has a reference gradient.
     let ours = vs.trainable_variables().len();
-    assert_eq!(
-        ours,
-        trainable.len(),
-        "trainable variables: ours {ours}, fixture {}",
-        trainable.len()
-    );
+    assert_eq!(ours, trainable.len(), "trainable variables: ours {ours}, fixture {}", trainable.len());
 }
 
 fn generator_case(rel: &str) {
@@ -92,16 +79,9 @@ fn generator_case(rel: &str) {
     let vs = VarStore::new(device());
     let net = ResnetGenerator::new(&vs.root(), config);
     load_params(&fx, &vs);
-    let input = fx
-        .get("input")
-        .to_device(vs.device())
-        .set_requires_grad(true);
+    let input = fx.get("input").to_device(vs.device()).set_requires_grad(true);
     let out = net.forward(&input);
-    let outputs = [
-        ("image", &out.image),
-        ("cam_logit", &out.cam_logit),
-        ("heatmap", &out.heatmap),
-    ];
+    let outputs = [("image", &out.image), ("cam_logit", &out.cam_logit), ("heatmap", &out.heatmap)];
     check_outputs(&fx, "out.", &outputs);
     weighted_loss(&fx, &outputs).backward();
     check_grads(&fx, &vs, &input);
@@ -109,48 +89,26 @@ fn generator_case(rel: &str) {
 
 fn discriminator_case(rel: &str) {
     let fx = Fixture::load(rel);
-    let config = discriminator::Config {
-        ndf: fx.meta_i64("ndf"),
-        n_layers: fx.meta_i64("n_layers"),
-    };
+    let config = discriminator::Config { ndf: fx.meta_i64("ndf"), n_layers: fx.meta_i64("n_layers") };
     let vs = VarStore::new(device());
     let net = Discriminator::new(&vs.root(), config);
     load_params(&fx, &vs);
-    let input = fx
-        .get("input")
-        .to_device(vs.device())
-        .set_requires_grad(true);
+    let input = fx.get("input").to_device(vs.device()).set_requires_grad(true);
 
     // Eval mode first: no power iteration, the stored u, v are used as they are.
     let eval = tch::no_grad(|| net.forward_t(&input, false));
     check_outputs(
         &fx,
         "eval.out.",
-        &[
-            ("logit", &eval.logit),
-            ("cam_logit", &eval.cam_logit),
-            ("heatmap", &eval.heatmap),
-        ],
+        &[("logit", &eval.logit), ("cam_logit", &eval.cam_logit), ("heatmap", &eval.heatmap)],
     );
     let vars = vs.variables();
-    for name in fx
-        .keys_under("param.")
-        .filter(|k| k.ends_with("weight_u") || k.ends_with("weight_v"))
-    {
-        assert_close(
-            &format!("{name} unchanged by eval"),
-            &vars[name],
-            fx.get(&format!("param.{name}")),
-            0.0,
-        );
+    for name in fx.keys_under("param.").filter(|k| k.ends_with("weight_u") || k.ends_with("weight_v")) {
+        assert_close(&format!("{name} unchanged by eval"), &vars[name], fx.get(&format!("param.{name}")), 0.0);
     }
 
     let out = net.forward_t(&input, true);
-    let outputs = [
-        ("logit", &out.logit),
-        ("cam_logit", &out.cam_logit),
-        ("heatmap", &out.heatmap),
-    ];
+    let outputs = [("logit", &out.logit), ("cam_logit", &out.cam_logit), ("heatmap", &out.heatmap)];
     check_outputs(&fx, "out.", &outputs);
     for reference in REFERENCES {
         let prefix = format!("{reference}.after.");

@@ -36,12 +36,7 @@ pub struct ArchArgs {
 
 impl ArchArgs {
     pub fn generator(&self) -> crate::model::generator::Config {
-        crate::model::generator::Config {
-            ngf: self.ch,
-            n_res: self.n_res,
-            img_size: self.img_size,
-            light: self.light,
-        }
+        crate::model::generator::Config { ngf: self.ch, n_res: self.n_res, img_size: self.img_size, light: self.light }
     }
 }
 

@@ -51,11 +51,7 @@ fn tensor_bytes(t: &Tensor) -> Vec<u8> {
 }
 
 /// Writes `tensors` (name → tensor) and `metadata` to `path` atomically.
-pub fn write(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
     let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
@@ -65,12 +61,7 @@ pub fn write(
         .collect::<Result<_>>()?;
     let views = data
         .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            Ok((
-                name.as_str(),
-                TensorView::new(*dtype, shape.clone(), bytes)?,
-            ))
-        })
+        .map(|(name, dtype, shape, bytes)| Ok((name.as_str(), TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     let bytes = safetensors::serialize(views, &(!meta.is_empty()).then_some(meta))?;
@@ -80,13 +71,8 @@ pub fn write(
 /// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it into place, so a crash
 /// leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| {
         let mut file = File::create(&tmp)?;
@@ -117,32 +103,18 @@ pub fn read(path: &Path) -> Result<SafetensorsFile> {
         .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let kind = kind_of(view.dtype()).with_context(|| {
-            format!(
-                "{}: tensor {name} has unsupported dtype {:?}",
-                path.display(),
-                view.dtype()
-            )
-        })?;
+        let kind = kind_of(view.dtype())
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype()))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         tensors.insert(name, Tensor::from_data_size(view.data(), &shape, kind));
     }
-    let metadata = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok(SafetensorsFile { tensors, metadata })
 }
 
 /// The variables of `vs` named `prefix + key`, sorted by name.
 pub fn named_variables(prefix: &str, vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<_> = vs
-        .variables()
-        .into_iter()
-        .map(|(k, v)| (format!("{prefix}{k}"), v))
-        .collect();
+    let mut vars: Vec<_> = vs.variables().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars
 }
@@ -150,12 +122,7 @@ pub fn named_variables(prefix: &str, vs: &VarStore) -> Vec<(String, Tensor)> {
 /// Copies the tensors named `prefix + key` of `file` into the variables of `vs`, converting
 /// dtype and device. Every variable must be present with the same shape, and no tensor under
 /// `prefix` may be left over; `source` names the file in errors.
-pub fn copy_into(
-    file: &BTreeMap<String, Tensor>,
-    prefix: &str,
-    vs: &VarStore,
-    source: &Path,
-) -> Result<()> {
+pub fn copy_into(file: &BTreeMap<String, Tensor>, prefix: &str, vs: &VarStore, source: &Path) -> Result<()> {
     let vars = vs.variables();
     let mut missing = Vec::new();
     for (name, var) in &vars {
@@ -176,24 +143,13 @@ pub fn copy_into(
     }
     if !missing.is_empty() {
         missing.sort();
-        bail!(
-            "{}: missing {} tensor(s) the model needs: {}",
-            source.display(),
-            missing.len(),
-            missing.join(", ")
-        );
+        bail!("{}: missing {} tensor(s) the model needs: {}", source.display(), missing.len(), missing.join(", "));
     }
-    let extra: Vec<&String> = file
-        .keys()
-        .filter(|k| k.starts_with(prefix) && !vars.contains_key(&k[prefix.len()..]))
-        .collect();
+    let extra: Vec<&String> =
+        file.keys().filter(|k| k.starts_with(prefix) && !vars.contains_key(&k[prefix.len()..])).collect();
     if !extra.is_empty() {
         let list: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-        bail!(
-            "{}: unexpected tensor(s) not in the model: {}",
-            source.display(),
-            list.join(", ")
-        );
+        bail!("{}: unexpected tensor(s) not in the model: {}", source.display(), list.join(", "));
     }
     Ok(())
 }

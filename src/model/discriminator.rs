@@ -103,14 +103,7 @@ impl Discriminator {
         for i in 1..n_layers - 1 {
             let c_in = ndf << (i - 1);
             let stride = if i < n_layers - 2 { 2 } else { 1 };
-            model.push(SnConv2d::new(
-                &model_vs / (1 + 3 * i),
-                c_in,
-                c_in * 2,
-                4,
-                stride,
-                true,
-            ));
+            model.push(SnConv2d::new(&model_vs / (1 + 3 * i), c_in, c_in * 2, 4, stride, true));
         }
         let c = config.cam_channels();
         Self {
@@ -140,27 +133,14 @@ impl Discriminator {
             x = self.leaky_relu(&conv.forward_t(&reflect(&x, 1), train));
         }
         let (gap, gmp) = global_pools(&x);
-        let cam_logit = Tensor::cat(
-            &[
-                self.gap_fc.forward_t(&gap, train),
-                self.gmp_fc.forward_t(&gmp, train),
-            ],
-            1,
-        );
+        let cam_logit = Tensor::cat(&[self.gap_fc.forward_t(&gap, train), self.gmp_fc.forward_t(&gmp, train)], 1);
         let attended = Tensor::cat(
-            &[
-                cam_reweight(&x, &self.gap_fc.sn.weight_orig),
-                cam_reweight(&x, &self.gmp_fc.sn.weight_orig),
-            ],
+            &[cam_reweight(&x, &self.gap_fc.sn.weight_orig), cam_reweight(&x, &self.gmp_fc.sn.weight_orig)],
             1,
         );
         let x = self.leaky_relu(&attended.apply(&self.conv1x1));
         let heatmap = x.sum_dim_intlist(1, true, None);
         let logit = self.conv.forward_t(&reflect(&x, 1), train);
-        DiscriminatorOutput {
-            logit,
-            cam_logit,
-            heatmap,
-        }
+        DiscriminatorOutput { logit, cam_logit, heatmap }
     }
 }

@@ -30,12 +30,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            ngf: 64,
-            n_res: 4,
-            img_size: 256,
-            light: false,
-        }
+        Self { ngf: 64, n_res: 4, img_size: 256, light: false }
     }
 }
 
@@ -78,10 +73,7 @@ struct ResnetBlock {
 impl ResnetBlock {
     fn new(vs: nn::Path, dim: i64) -> Self {
         let vs = vs / "conv_block";
-        Self {
-            conv1: conv2d(&vs / "1", dim, dim, 3, 1, false),
-            conv2: conv2d(&vs / "5", dim, dim, 3, 1, false),
-        }
+        Self { conv1: conv2d(&vs / "1", dim, dim, 3, 1, false), conv2: conv2d(&vs / "5", dim, dim, 3, 1, false) }
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
@@ -110,13 +102,8 @@ impl ResnetAdaLINBlock {
     }
 
     fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-        let h = self
-            .norm1
-            .forward(&reflect(xs, 1).apply(&self.conv1), gamma, beta)
-            .relu();
-        xs + self
-            .norm2
-            .forward(&reflect(&h, 1).apply(&self.conv2), gamma, beta)
+        let h = self.norm1.forward(&reflect(xs, 1).apply(&self.conv1), gamma, beta).relu();
+        xs + self.norm2.forward(&reflect(&h, 1).apply(&self.conv2), gamma, beta)
     }
 }
 
@@ -158,9 +145,7 @@ impl ResnetGenerator {
         }
         let dim = config.bottleneck_channels();
         let first_res = 4 * (N_DOWNSAMPLING + 1);
-        let res_blocks = (0..n_res)
-            .map(|i| ResnetBlock::new(&down / (first_res + i), dim))
-            .collect();
+        let res_blocks = (0..n_res).map(|i| ResnetBlock::new(&down / (first_res + i), dim)).collect();
 
         let fc = vs / "FC";
         let up2 = vs / "UpBlock2";
@@ -180,15 +165,10 @@ impl ResnetGenerator {
             gap_fc: linear(vs / "gap_fc", dim, 1, false),
             gmp_fc: linear(vs / "gmp_fc", dim, 1, false),
             conv1x1: conv2d(vs / "conv1x1", 2 * dim, dim, 1, 1, true),
-            fc: vec![
-                linear(&fc / "0", config.mlp_in_features(), dim, false),
-                linear(&fc / "2", dim, dim, false),
-            ],
+            fc: vec![linear(&fc / "0", config.mlp_in_features(), dim, false), linear(&fc / "2", dim, dim, false)],
             gamma: linear(vs / "gamma", dim, dim, false),
             beta: linear(vs / "beta", dim, dim, false),
-            up_blocks: (1..=n_res)
-                .map(|i| ResnetAdaLINBlock::new(vs / format!("UpBlock1_{i}"), dim))
-                .collect(),
+            up_blocks: (1..=n_res).map(|i| ResnetAdaLINBlock::new(vs / format!("UpBlock1_{i}"), dim)).collect(),
             up_stages,
             out_conv: conv2d(&up2 / (5 * N_DOWNSAMPLING + 1), ngf, 3, 7, 1, false),
         }
@@ -210,22 +190,13 @@ impl ResnetGenerator {
 
         let (gap, gmp) = global_pools(&x);
         let cam_logit = Tensor::cat(&[gap.apply(&self.gap_fc), gmp.apply(&self.gmp_fc)], 1);
-        let attended = Tensor::cat(
-            &[
-                cam_reweight(&x, &self.gap_fc.ws),
-                cam_reweight(&x, &self.gmp_fc.ws),
-            ],
-            1,
-        );
+        let attended = Tensor::cat(&[cam_reweight(&x, &self.gap_fc.ws), cam_reweight(&x, &self.gmp_fc.ws)], 1);
         let x = attended.apply(&self.conv1x1).relu();
         let heatmap = x.sum_dim_intlist(1, true, None);
 
         let batch = x.size()[0];
-        let mut h = if self.config.light {
-            x.adaptive_avg_pool2d([1, 1]).view([batch, -1])
-        } else {
-            x.view([batch, -1])
-        };
+        let mut h =
+            if self.config.light { x.adaptive_avg_pool2d([1, 1]).view([batch, -1]) } else { x.view([batch, -1]) };
         for layer in &self.fc {
             h = h.apply(layer).relu();
         }
@@ -238,27 +209,16 @@ impl ResnetGenerator {
         for stage in &self.up_stages {
             let size = x.size();
             let up = x.upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0);
-            x = stage
-                .norm
-                .forward(&reflect(&up, 1).apply(&stage.conv))
-                .relu();
+            x = stage.norm.forward(&reflect(&up, 1).apply(&stage.conv)).relu();
         }
         let image = reflect(&x, 3).apply(&self.out_conv).tanh();
-        GeneratorOutput {
-            image,
-            cam_logit,
-            heatmap,
-        }
+        GeneratorOutput { image, cam_logit, heatmap }
     }
 
     /// Clamps every AdaLIN and ILN `rho` to [0, 1] (the reference's `RhoClipper`), to be called
     /// after each generator optimiser step.
     pub fn clip_rho(&self) {
-        let ada = self
-            .up_blocks
-            .iter()
-            .flat_map(|b| [&b.norm1.rho, &b.norm2.rho]);
-        ada.chain(self.up_stages.iter().map(|s| &s.norm.rho))
-            .for_each(clip_rho);
+        let ada = self.up_blocks.iter().flat_map(|b| [&b.norm1.rho, &b.norm2.rho]);
+        ada.chain(self.up_stages.iter().map(|s| &s.norm.rho)).for_each(clip_rho);
     }
 }

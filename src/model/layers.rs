@@ -11,33 +11,20 @@ use tch::Tensor;
 /// `U(±1/√fan_in)`: PyTorch's default for both the weights and the biases of conv and linear layers.
 pub fn torch_default_init(fan_in: i64) -> Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
+    Init::Uniform { lo: -bound, up: bound }
 }
 
 /// A square 2-D convolution without padding (the reference pads explicitly, by reflection).
 pub fn conv2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
     let init = torch_default_init(c_in * k * k);
-    let cfg = nn::ConvConfig {
-        stride,
-        bias,
-        ws_init: init,
-        bs_init: init,
-        ..Default::default()
-    };
+    let cfg = nn::ConvConfig { stride, bias, ws_init: init, bs_init: init, ..Default::default() };
     nn::conv2d(vs, c_in, c_out, k, cfg)
 }
 
 /// A linear layer, weight stored `[out, in]` as in PyTorch.
 pub fn linear(vs: nn::Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
     let init = torch_default_init(c_in);
-    let cfg = nn::LinearConfig {
-        ws_init: init,
-        bs_init: Some(init),
-        bias,
-    };
+    let cfg = nn::LinearConfig { ws_init: init, bs_init: Some(init), bias };
     nn::linear(vs, c_in, c_out, cfg)
 }
 
@@ -49,16 +36,7 @@ pub fn reflect(xs: &Tensor, p: i64) -> Tensor {
 /// Instance normalisation without affine parameters (PyTorch `InstanceNorm2d` defaults:
 /// biased variance, eps 1e-5, no running statistics).
 pub fn instance_norm(xs: &Tensor) -> Tensor {
-    xs.instance_norm(
-        None::<Tensor>,
-        None::<Tensor>,
-        None::<Tensor>,
-        None::<Tensor>,
-        true,
-        0.1,
-        1e-5,
-        false,
-    )
+    xs.instance_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false)
 }
 
 /// Re-weights a `[B, C, H, W]` feature map by the `[1, C]` weight of a CAM fully connected layer.

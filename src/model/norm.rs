@@ -32,9 +32,7 @@ pub struct AdaLIN {
 
 impl AdaLIN {
     pub fn new(vs: nn::Path, channels: i64) -> Self {
-        Self {
-            rho: vs.var("rho", &[1, channels, 1, 1], Init::Const(0.9)),
-        }
+        Self { rho: vs.var("rho", &[1, channels, 1, 1], Init::Const(0.9)) }
     }
 
     /// `xs`: `[B, C, H, W]`; `gamma`, `beta`: `[B, C]`.

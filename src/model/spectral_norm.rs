@@ -36,11 +36,7 @@ impl SpectralNorm {
             tch::no_grad(|| t.shallow_clone().copy_(&normalize(&t.randn_like())));
             t
         };
-        Self {
-            weight_u: fresh("weight_u", h),
-            weight_v: fresh("weight_v", w),
-            weight_orig,
-        }
+        Self { weight_u: fresh("weight_u", h), weight_v: fresh("weight_v", w), weight_orig }
     }
 
     /// The normalised weight, after one power iteration when `train`.
@@ -77,22 +73,11 @@ impl SnConv2d {
         let init = torch_default_init(c_in * k * k);
         let weight = vs.var("weight_orig", &[c_out, c_in, k, k], init);
         let bias = bias.then(|| vs.var("bias", &[c_out], init));
-        Self {
-            sn: SpectralNorm::new(&vs, weight),
-            bias,
-            stride,
-        }
+        Self { sn: SpectralNorm::new(&vs, weight), bias, stride }
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.conv2d(
-            &self.sn.weight(train),
-            self.bias.as_ref(),
-            [self.stride],
-            [0],
-            [1],
-            1,
-        )
+        xs.conv2d(&self.sn.weight(train), self.bias.as_ref(), [self.stride], [0], [1], 1)
     }
 }
 
@@ -105,9 +90,7 @@ pub struct SnLinear {
 impl SnLinear {
     pub fn new(vs: nn::Path, c_in: i64, c_out: i64) -> Self {
         let weight = vs.var("weight_orig", &[c_out, c_in], torch_default_init(c_in));
-        Self {
-            sn: SpectralNorm::new(&vs, weight),
-        }
+        Self { sn: SpectralNorm::new(&vs, weight) }
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {

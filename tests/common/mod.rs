@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 /// Tensors and metadata of a fixture file.
@@ -22,23 +20,15 @@ impl Fixture {
     pub fn load(rel: &str) -> Self {
         let path = fixture(rel);
         let file = ugatit::io::safetensors::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
-        Self {
-            path,
-            tensors: file.tensors,
-            meta: file.metadata,
-        }
+        Self { path, tensors: file.tensors, meta: file.metadata }
     }
 
     pub fn get(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("{} has no tensor {key}", self.path.display()))
+        self.tensors.get(key).unwrap_or_else(|| panic!("{} has no tensor {key}", self.path.display()))
     }
 
     pub fn meta_i64(&self, key: &str) -> i64 {
-        self.meta[key]
-            .parse()
-            .unwrap_or_else(|_| panic!("metadata {key} = {:?}", self.meta[key]))
+        self.meta[key].parse().unwrap_or_else(|_| panic!("metadata {key} = {:?}", self.meta[key]))
     }
 
     pub fn meta_bool(&self, key: &str) -> bool {
@@ -47,9 +37,7 @@ impl Fixture {
 
     /// Keys starting with `prefix`, with the prefix removed.
     pub fn keys_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.tensors
-            .keys()
-            .filter_map(move |k| k.strip_prefix(prefix))
+        self.tensors.keys().filter_map(move |k| k.strip_prefix(prefix))
     }
 }
 
@@ -58,10 +46,7 @@ impl Fixture {
 /// `max|a − e| / max(1, max|e|)`.
 pub fn scaled_error(actual: &Tensor, expected: &Tensor) -> f64 {
     assert_eq!(actual.size(), expected.size(), "shape mismatch");
-    let a = actual
-        .detach()
-        .to_device(tch::Device::Cpu)
-        .to_kind(tch::Kind::Double);
+    let a = actual.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
     let e = expected.to_kind(tch::Kind::Double);
     let diff = (&a - &e).abs().max().double_value(&[]);
     let scale = e.abs().max().double_value(&[]).max(1.0);
@@ -71,8 +56,5 @@ pub fn scaled_error(actual: &Tensor, expected: &Tensor) -> f64 {
 /// Asserts [`scaled_error`] is within `tol`, naming the tensor.
 pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
     let err = scaled_error(actual, expected);
-    assert!(
-        err <= tol,
-        "{name}: scaled error {err:.3e} exceeds {tol:.0e}"
-    );
+    assert!(err <= tol, "{name}: scaled error {err:.3e} exceeds {tol:.0e}");
 }

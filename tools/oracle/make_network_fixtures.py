@@ -38,7 +38,7 @@ UV_TOL_ABS = 1e-5      # spectral-norm vectors (unit length)
 CASES = [
     dict(name="gen_light", kind="generator", light=True, ngf=8, n_blocks=3, img_size=64, batch=2, seed=101),
     dict(name="gen_full", kind="generator", light=False, ngf=8, n_blocks=2, img_size=32, batch=2, seed=202),
-    dict(name="dis_global", kind="discriminator", ndf=8, n_layers=7, img_size=128, batch=2, seed=303),
+    dict(name="dis_global", kind="discriminator", ndf=4, n_layers=7, img_size=128, batch=2, seed=303),
     dict(name="dis_local", kind="discriminator", ndf=8, n_layers=5, img_size=64, batch=2, seed=404),
 ]
 
@@ -217,7 +217,6 @@ def run_case(case, PGen, PDis, out_dir):
     init = {k: v.detach().clone().numpy() for k, v in tmod.state_dict().items()}
     x = torch.empty(b, 3, s, s).uniform_(-1.0, 1.0, generator=gen)
 
-    # Output shapes from a throw-away no-grad eval pass of a deep copy (keeps u/v untouched).
     rep = Report()
     fx = {"input": x.numpy()}
     for k, v in init.items():
@@ -240,6 +239,7 @@ def run_case(case, PGen, PDis, out_dir):
             assert np.array_equal(v.numpy(), init[k]), k
         lossw_shapes = [a.shape for a in t_eval]
     else:
+        # G has no running stats or SN state: a no-grad pass only gives the output shapes
         with torch.no_grad():
             tmod.eval()
             lossw_shapes = [tuple(o.shape) for o in tmod(x)]
