@@ -6,8 +6,10 @@
 //! PaddleGAN compute, with their checkpoint key names.
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod summary;
+pub mod train;

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+pub mod train;
+
 /// U-GAT-IT image-to-image translation (Kim et al., ICLR 2020) on libtorch.
 #[derive(Debug, Parser)]
 #[command(name = "ugatit", version, about)]
@@ -15,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the parameter count of each of the six networks.
     Summary(SummaryArgs),
+    /// Train U-GAT-IT (without --dataset: a short demo on the bundled sample).
+    Train(Box<train::TrainArgs>),
 }
 
 /// Architecture flags shared by the subcommands, named like UGATIT-pytorch's.
@@ -54,5 +58,6 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Train(args) => train::run(*args),
     }
 }

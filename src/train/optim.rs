@@ -1,0 +1,118 @@
+//! Adam with coupled L2 weight decay, as `torch.optim.Adam(weight_decay=…)` computes it, and the
+//! reference's linear learning-rate decay.
+//!
+//! Written out rather than taken from libtorch's C++ optimiser so that its state (`exp_avg`,
+//! `exp_avg_sq`, step) can be checkpointed and a resumed run continues bit for bit.
+
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+/// Adam hyper-parameters (the paper's: betas 0.5/0.999, weight decay 1e-4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// L2 penalty added to the gradient (`grad + wd·param`), on every parameter.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 }
+    }
+}
+
+struct Slot {
+    name: String,
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+}
+
+/// Adam over a fixed list of named parameters.
+pub struct Adam {
+    config: AdamConfig,
+    slots: Vec<Slot>,
+    /// Updates taken so far.
+    pub step: i64,
+}
+
+impl Adam {
+    pub fn new(params: Vec<(String, Tensor)>, config: AdamConfig) -> Self {
+        let slots = params
+            .into_iter()
+            .map(|(name, param)| Slot { exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), name, param })
+            .collect();
+        Self { config, slots, step: 0 }
+    }
+
+    /// Clears the gradients of every parameter.
+    pub fn zero_grad(&mut self) {
+        for slot in &mut self.slots {
+            slot.param.zero_grad();
+        }
+    }
+
+    /// One update at learning rate `lr` from the accumulated gradients.
+    pub fn step(&mut self, lr: f64) {
+        let AdamConfig { beta1, beta2, eps, weight_decay } = self.config;
+        self.step += 1;
+        let bias1 = 1.0 - beta1.powi(self.step as i32);
+        let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
+        tch::no_grad(|| {
+            for slot in &mut self.slots {
+                let grad = slot.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                let grad = if weight_decay != 0.0 { grad + &slot.param * weight_decay } else { grad };
+                let _ = slot.exp_avg.lerp_(&grad, 1.0 - beta1);
+                slot.exp_avg_sq *= beta2;
+                let _ = slot.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
+                let denom = (slot.exp_avg_sq.sqrt() / bias2_sqrt) + eps;
+                let _ = slot.param.addcdiv_(&(&slot.exp_avg * (-lr / bias1)), &denom);
+            }
+        });
+    }
+
+    /// The state as named tensors (`<prefix><param>.exp_avg`, `….exp_avg_sq`) for a checkpoint.
+    pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.slots
+            .iter()
+            .flat_map(|s| {
+                [
+                    (format!("{prefix}{}.exp_avg", s.name), s.exp_avg.shallow_clone()),
+                    (format!("{prefix}{}.exp_avg_sq", s.name), s.exp_avg_sq.shallow_clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Restores the state written by [`Adam::state`].
+    pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, prefix: &str, step: i64) -> Result<()> {
+        for slot in &mut self.slots {
+            for (suffix, dst) in [("exp_avg", &mut slot.exp_avg), ("exp_avg_sq", &mut slot.exp_avg_sq)] {
+                let key = format!("{prefix}{}.{suffix}", slot.name);
+                let Some(src) = tensors.get(&key) else { bail!("missing optimiser state {key}") };
+                if src.size() != dst.size() {
+                    bail!("optimiser state {key} has shape {:?}, expected {:?}", src.size(), dst.size());
+                }
+                tch::no_grad(|| dst.copy_(src));
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// The learning rate of step `step` (1-based) of `iterations`: constant, then with `decay` a linear
+/// decline over the second half reaching 0 at the last step, as UGATIT-pytorch applies it.
+pub fn learning_rate(base: f64, step: i64, iterations: i64, decay: bool) -> f64 {
+    let half = iterations / 2;
+    if !decay || step <= half || half == 0 {
+        return base;
+    }
+    base - base / half as f64 * (step - half) as f64
+}
