@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod model;
 pub mod summary;
 pub mod train;
+pub mod translate;

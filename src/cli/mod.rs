@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod train;
+pub mod translate;
 
 /// U-GAT-IT image-to-image translation (Kim et al., ICLR 2020) on libtorch.
 #[derive(Debug, Parser)]
@@ -19,6 +21,14 @@ pub enum Command {
     Summary(SummaryArgs),
     /// Train U-GAT-IT (without --dataset: a short demo on the bundled sample).
     Train(Box<train::TrainArgs>),
+    /// Translate images or folders with a trained generator.
+    Translate(translate::TranslateArgs),
+    /// The reference's test phase on a dataset's testA/testB (grids and plain translations).
+    Test(translate::TestArgs),
+    /// Convert a UGATIT-pytorch .pt or PaddleGAN .pdparams checkpoint to safetensors.
+    Convert(ConvertArgs),
+    /// Time training iterations on random images (s/iter, peak memory).
+    Bench(bench::BenchArgs),
 }
 
 /// Architecture flags shared by the subcommands, named like UGATIT-pytorch's.
@@ -45,6 +55,14 @@ impl ArchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// A UGATIT-pytorch (.pt), PaddleGAN (.pdparams) or safetensors checkpoint.
+    pub input: std::path::PathBuf,
+    /// The safetensors file to write (keys `genA2B.DownBlock.1.weight`, ...).
+    pub output: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
@@ -59,5 +77,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train::run(*args),
+        Command::Bench(args) => bench::run(args),
+        Command::Translate(args) => translate::run_translate(args),
+        Command::Test(args) => translate::run_test(args),
+        Command::Convert(args) => {
+            let n = crate::io::import::convert(&args.input, &args.output)?;
+            eprintln!("wrote {n} tensors to {}", args.output.display());
+            Ok(())
+        }
     }
 }

@@ -112,6 +112,25 @@ pub fn read(path: &Path) -> Result<SafetensorsFile> {
     Ok(SafetensorsFile { tensors, metadata })
 }
 
+/// The metadata of a safetensors file, reading only its header; `None` when the file is not
+/// safetensors (or has no metadata).
+pub fn read_metadata(path: &Path) -> Option<BTreeMap<String, String>> {
+    use std::io::Read;
+    let mut file = File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    // The format caps the header at 100 MB; anything larger is not a safetensors header.
+    if len > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let meta = json.get("__metadata__")?.as_object()?;
+    Some(meta.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+}
+
 /// The variables of `vs` named `prefix + key`, sorted by name.
 pub fn named_variables(prefix: &str, vs: &VarStore) -> Vec<(String, Tensor)> {
     let mut vars: Vec<_> = vs.variables().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();

@@ -1,0 +1,269 @@
+//! `ugatit translate` and `ugatit test`: images through a trained generator.
+
+use crate::data::augment::test_transform;
+use crate::io::image::{load_rgb8, resize_bilinear_pil, RgbImage};
+use crate::train::samples::{heatmap_tile, image_tile, render_grid, save_png, SampleColumn};
+use crate::translate::{Direction, Translator};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Translate images or folders with a trained generator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TranslateArgs {
+    /// Checkpoint: ours (.safetensors), UGATIT-pytorch (.pt) or PaddleGAN (.pdparams).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, value_enum, default_value_t = Direction::A2b)]
+    pub direction: Direction,
+    /// Image files, folders (searched recursively) or glob patterns.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Output folder; `photo.jpg` becomes `photo.png`, folder inputs keep their sub-folders.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Working size of a light model (a full model's is read from the checkpoint).
+    #[arg(long)]
+    pub img_size: Option<i64>,
+    /// Resize each result back to its input's size.
+    #[arg(long)]
+    pub keep_size: bool,
+    /// Also write the attention heatmap as `<name>_cam.png`.
+    #[arg(long)]
+    pub with_cam: bool,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// An input image and where its result goes (relative to the output folder, without extension).
+struct Job {
+    input: PathBuf,
+    output: PathBuf,
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Expands files, folders (recursively, relative paths kept) and globs into jobs.
+fn collect_jobs(inputs: &[String]) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        if path.is_dir() {
+            for file in walk(path)? {
+                let rel = file.strip_prefix(path).unwrap_or(&file).with_extension("");
+                jobs.push(Job { input: file, output: rel });
+            }
+        } else if is_glob(input) && !path.exists() {
+            let matches: Vec<PathBuf> = glob::glob(input)
+                .with_context(|| format!("invalid pattern {input:?}"))?
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            if matches.is_empty() {
+                bail!("{input}: the pattern matches no file");
+            }
+            jobs.extend(matches.into_iter().map(|p| Job { output: stem(&p), input: p }));
+        } else {
+            jobs.push(Job { input: path.to_path_buf(), output: stem(path) });
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for job in &jobs {
+        if let Some(first) = seen.insert(job.output.clone(), job.input.clone()) {
+            bail!(
+                "{} and {} would both be written to {}.png",
+                first.display(),
+                job.input.display(),
+                job.output.display()
+            );
+        }
+    }
+    Ok(jobs)
+}
+
+fn stem(path: &Path) -> PathBuf {
+    PathBuf::from(path.file_stem().unwrap_or(path.as_os_str()))
+}
+
+/// Every non-hidden file under `dir`, sorted.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn progress(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
+            .expect("template"),
+    );
+    bar
+}
+
+/// A decoded input: its pixels, ready for the network, and its original size.
+struct Loaded {
+    job: Job,
+    tensor: Tensor,
+    size: (u32, u32),
+}
+
+fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &TranslateArgs, side: u32) -> Result<()> {
+    let mut out: RgbImage = image_tile(image, side)?;
+    let (w, h) = loaded.size;
+    if args.keep_size {
+        out = resize_bilinear_pil(&out, w, h);
+    }
+    let path = args.out.join(&loaded.job.output).with_extension("png");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    save_png(&out, &path)?;
+    if args.with_cam {
+        let mut cam = heatmap_tile(heatmap, side)?;
+        if args.keep_size {
+            cam = resize_bilinear_pil(&cam, w, h);
+        }
+        let name = format!("{}_cam.png", loaded.job.output.file_name().unwrap_or_default().to_string_lossy());
+        save_png(&cam, &path.with_file_name(name))?;
+    }
+    Ok(())
+}
+
+pub fn run_translate(args: TranslateArgs) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let translator = Translator::load(&args.checkpoint, args.direction, args.img_size, device)?;
+    let side = translator.config.img_size;
+    let jobs = collect_jobs(&args.inputs)?;
+    let bar = progress(jobs.len());
+    let mut failures = 0usize;
+    let mut report = |bar: &ProgressBar, err: anyhow::Error| {
+        failures += 1;
+        bar.suspend(|| eprintln!("error: {err:#}"));
+    };
+    let mut batch: Vec<Loaded> = Vec::new();
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() || !batch.is_empty() {
+        while batch.len() < args.batch_size.max(1) {
+            let Some(job) = jobs.next() else { break };
+            match load_rgb8(&job.input).and_then(|img| {
+                let size = img.dimensions();
+                Ok(Loaded { tensor: test_transform(&img, side as u32)?, size, job })
+            }) {
+                Ok(loaded) => batch.push(loaded),
+                Err(err) => {
+                    report(&bar, err);
+                    bar.inc(1);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let xs =
+            Tensor::stack(&batch.iter().map(|l| l.tensor.shallow_clone()).collect::<Vec<_>>(), 0).to_device(device);
+        let out = translator.translate(&xs);
+        for (i, loaded) in batch.drain(..).enumerate() {
+            if let Err(err) =
+                write_result(&loaded, &out.image.get(i as i64), &out.heatmap.get(i as i64), &args, side as u32)
+            {
+                report(&bar, err.context(format!("writing the result of {}", loaded.job.input.display())));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish();
+    if failures > 0 {
+        bail!("{failures} input(s) failed");
+    }
+    Ok(())
+}
+
+/// The reference's test phase: one 7-tile column per test image and direction, plus plain
+/// translations ready for `ugatit eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset folder with testA/ and testB/.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Output folder (default: results/<dataset name>/test).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Working size of a light model.
+    #[arg(long)]
+    pub img_size: Option<i64>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn run_test(args: TestArgs) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let tensors = crate::io::import::import_checkpoint(&args.checkpoint)?;
+    let img_size = args.img_size.or_else(|| crate::translate::trained_size(&args.checkpoint));
+    let load = |d| Translator::from_tensors(&tensors, &args.checkpoint, d, img_size, device);
+    let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
+    let side = a2b.config.img_size;
+    let name = args.dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(name).join("test"));
+    let mut failures = 0usize;
+    for (domain, forward, backward, tag) in [("testA", &a2b, &b2a, "A2B"), ("testB", &b2a, &a2b, "B2A")] {
+        let files = crate::io::image::list_images(&args.dataset.join(domain))?;
+        let plain = out.join(format!("fake_{tag}"));
+        std::fs::create_dir_all(&plain).with_context(|| format!("creating {}", plain.display()))?;
+        let bar = progress(files.len());
+        bar.set_message(tag);
+        for (n, file) in files.iter().enumerate() {
+            let result = (|| -> Result<()> {
+                let real = test_transform(&load_rgb8(file)?, side as u32)?.unsqueeze(0).to_device(device);
+                let identity = backward.translate(&real);
+                let translated = forward.translate(&real);
+                let cycle = backward.translate(&translated.image);
+                let column = SampleColumn {
+                    real: real.get(0),
+                    heat_identity: identity.heatmap.get(0),
+                    identity: identity.image.get(0),
+                    heat_translated: translated.heatmap.get(0),
+                    translated: translated.image.get(0),
+                    heat_cycle: cycle.heatmap.get(0),
+                    cycle: cycle.image.get(0),
+                };
+                save_png(&render_grid(&[column], side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
+                save_png(
+                    &image_tile(&translated.image.get(0), side as u32)?,
+                    &plain.join(stem(file)).with_extension("png"),
+                )
+            })();
+            if let Err(err) = result {
+                failures += 1;
+                bar.suspend(|| eprintln!("error: {err:#}"));
+            }
+            bar.inc(1);
+        }
+        bar.finish();
+    }
+    eprintln!("wrote {}", out.display());
+    if failures > 0 {
+        bail!("{failures} test image(s) failed");
+    }
+    Ok(())
+}

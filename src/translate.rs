@@ -1,0 +1,114 @@
+//! Translating images with a trained generator, from any checkpoint the crate can import
+//! (ours, UGATIT-pytorch `.pt`, PaddleGAN `.pdparams`), with the architecture read off the
+//! checkpoint's tensor shapes.
+
+use crate::io::import::import_checkpoint;
+use crate::io::safetensors::copy_into;
+use crate::model::generator::Config;
+use crate::model::{GeneratorOutput, ResnetGenerator};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// Which generator translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Direction {
+    /// `genA2B` (e.g. selfie → anime).
+    A2b,
+    /// `genB2A`.
+    B2a,
+}
+
+impl Direction {
+    /// The network's name in checkpoints.
+    pub fn net(self) -> &'static str {
+        match self {
+            Direction::A2b => "genA2B",
+            Direction::B2a => "genB2A",
+        }
+    }
+}
+
+fn shape(tensors: &BTreeMap<String, Tensor>, key: &str) -> Result<Vec<i64>> {
+    tensors.get(key).map(Tensor::size).with_context(|| format!("the checkpoint has no tensor {key}"))
+}
+
+/// The generator architecture stored under `prefix` (`"genA2B."`): `ngf` from the first
+/// convolution, `n_res` from the AdaLIN blocks, light/full and (for full models) the image size
+/// from the MLP's input width. A light model's image size cannot be read off; `img_size` gives it.
+pub fn infer_config(tensors: &BTreeMap<String, Tensor>, prefix: &str, img_size: i64) -> Result<Config> {
+    let first = shape(tensors, &format!("{prefix}DownBlock.1.weight"))?;
+    let ngf = first[0];
+    let n_res =
+        (1..).take_while(|i| tensors.contains_key(&format!("{prefix}UpBlock1_{i}.conv1.weight"))).count() as i64;
+    if n_res == 0 {
+        bail!("the checkpoint has no {prefix}UpBlock1_1 block: not a U-GAT-IT generator");
+    }
+    let fc = shape(tensors, &format!("{prefix}FC.0.weight"))?;
+    let (dim, mlp_in) = (fc[0], fc[1]);
+    if mlp_in == dim {
+        return Ok(Config { ngf, n_res, img_size, light: true });
+    }
+    let side = ((mlp_in / dim) as f64).sqrt().round() as i64;
+    if side * side * dim != mlp_in {
+        bail!("{prefix}FC.0.weight has shape {fc:?}, which fits neither a light nor a full generator");
+    }
+    Ok(Config { ngf, n_res, img_size: side * 4, light: false })
+}
+
+/// The image size recorded in a ugatit-rs training checkpoint's configuration.
+pub fn trained_size(path: &Path) -> Option<i64> {
+    let meta = crate::io::safetensors::read_metadata(path)?;
+    let config: crate::train::config::TrainConfig = toml::from_str(meta.get("config")?).ok()?;
+    Some(config.img_size)
+}
+
+/// A generator loaded from a checkpoint.
+pub struct Translator {
+    _vs: VarStore,
+    pub generator: ResnetGenerator,
+    pub config: Config,
+}
+
+impl Translator {
+    /// Loads the `direction` generator of the checkpoint at `path`. `img_size` is used only for
+    /// light models (full models fix their size); it defaults to the size a ugatit-rs training
+    /// checkpoint records, else 256.
+    pub fn load(path: &Path, direction: Direction, img_size: Option<i64>, device: Device) -> Result<Self> {
+        let tensors = import_checkpoint(path)?;
+        Self::from_tensors(&tensors, path, direction, img_size.or_else(|| trained_size(path)), device)
+    }
+
+    /// As [`Translator::load`], from tensors already imported from `path`.
+    pub fn from_tensors(
+        tensors: &BTreeMap<String, Tensor>,
+        path: &Path,
+        direction: Direction,
+        img_size: Option<i64>,
+        device: Device,
+    ) -> Result<Self> {
+        let prefix = format!("{}.", direction.net());
+        let config = infer_config(tensors, &prefix, img_size.unwrap_or(256))
+            .with_context(|| format!("{}: reading the {} architecture", path.display(), direction.net()))?;
+        if let (false, Some(size)) = (config.light, img_size) {
+            if size != config.img_size {
+                bail!(
+                    "{}: a full model trained at {} px cannot run at --img-size {size}",
+                    path.display(),
+                    config.img_size
+                );
+            }
+        }
+        let vs = VarStore::new(device);
+        let generator = ResnetGenerator::new(&vs.root(), config);
+        copy_into(tensors, &prefix, &vs, path)?;
+        Ok(Self { _vs: vs, generator, config })
+    }
+
+    /// Translates a batch `[B, 3, S, S]` in [-1, 1].
+    pub fn translate(&self, xs: &Tensor) -> GeneratorOutput {
+        tch::no_grad(|| self.generator.forward(xs))
+    }
+}
