@@ -8,7 +8,7 @@
 //! Faithful to UGATIT-pytorch, the CAM *logits* use the spectrally normalised FC weight while the
 //! feature re-weighting uses the raw `weight_orig` (the first entry of `gap_fc.parameters()`).
 
-use super::layers::{cam_reweight, conv2d, global_pools, reflect};
+use super::layers::{cam_conv1x1, conv2d, global_pools, reflect};
 use super::spectral_norm::{SnConv2d, SnLinear};
 use tch::nn;
 use tch::Tensor;
@@ -134,11 +134,8 @@ impl Discriminator {
         }
         let (gap, gmp) = global_pools(&x);
         let cam_logit = Tensor::cat(&[self.gap_fc.forward_t(&gap, train), self.gmp_fc.forward_t(&gmp, train)], 1);
-        let attended = Tensor::cat(
-            &[cam_reweight(&x, &self.gap_fc.sn.weight_orig), cam_reweight(&x, &self.gmp_fc.sn.weight_orig)],
-            1,
-        );
-        let x = self.leaky_relu(&attended.apply(&self.conv1x1));
+        let x =
+            self.leaky_relu(&cam_conv1x1(&x, &self.conv1x1, &self.gap_fc.sn.weight_orig, &self.gmp_fc.sn.weight_orig));
         let heatmap = x.sum_dim_intlist(1, true, None);
         let logit = self.conv.forward_t(&reflect(&x, 1), train);
         DiscriminatorOutput { logit, cam_logit, heatmap }

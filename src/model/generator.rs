@@ -7,7 +7,7 @@
 //! AdaLIN's `gamma`/`beta`, AdaLIN residual blocks and an ILN up-sampling decoder. Variable paths
 //! are UGATIT-pytorch's `state_dict` keys (`DownBlock.1.weight`, `UpBlock1_1.norm1.rho`, …).
 
-use super::layers::{cam_reweight, conv2d, global_pools, instance_norm, linear, reflect};
+use super::layers::{cam_conv1x1, conv2d, global_pools, instance_norm, linear, reflect};
 use super::norm::{clip_rho, AdaLIN, ILN};
 use tch::nn;
 use tch::Tensor;
@@ -190,8 +190,7 @@ impl ResnetGenerator {
 
         let (gap, gmp) = global_pools(&x);
         let cam_logit = Tensor::cat(&[gap.apply(&self.gap_fc), gmp.apply(&self.gmp_fc)], 1);
-        let attended = Tensor::cat(&[cam_reweight(&x, &self.gap_fc.ws), cam_reweight(&x, &self.gmp_fc.ws)], 1);
-        let x = attended.apply(&self.conv1x1).relu();
+        let x = cam_conv1x1(&x, &self.conv1x1, &self.gap_fc.ws, &self.gmp_fc.ws).relu();
         let heatmap = x.sum_dim_intlist(1, true, None);
 
         let batch = x.size()[0];

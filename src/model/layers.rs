@@ -39,9 +39,16 @@ pub fn instance_norm(xs: &Tensor) -> Tensor {
     xs.instance_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false)
 }
 
-/// Re-weights a `[B, C, H, W]` feature map by the `[1, C]` weight of a CAM fully connected layer.
-pub fn cam_reweight(xs: &Tensor, fc_weight: &Tensor) -> Tensor {
-    xs * fc_weight.unsqueeze(-1).unsqueeze(-1)
+/// The CAM attention's `conv1x1(cat([x·w_gap, x·w_gmp], 1))`, where the reference re-weights the
+/// `[B, C, H, W]` features channel-wise by each CAM classifier's `[1, C]` weight. Computed as one
+/// convolution of `x` with the folded weight `W[:, :C]·w_gap + W[:, C:]·w_gmp`: the same linear map,
+/// without materialising the two re-weighted copies and their `2C`-channel concatenation.
+pub fn cam_conv1x1(xs: &Tensor, conv: &nn::Conv2D, w_gap: &Tensor, w_gmp: &Tensor) -> Tensor {
+    let c = xs.size()[1];
+    let scale = Tensor::cat(&[w_gap, w_gmp], 1).view([1, 2 * c, 1, 1]);
+    let scaled = &conv.ws * scale;
+    let weight = scaled.narrow(1, 0, c) + scaled.narrow(1, c, c);
+    xs.conv2d(&weight, conv.bs.as_ref(), [1], [0], [1], 1)
 }
 
 /// Global average and max pooling to `[B, C]`.

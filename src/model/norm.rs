@@ -11,16 +11,23 @@ use tch::Tensor;
 /// Added to the variance inside the square root.
 pub const EPS: f64 = 1e-5;
 
-/// The instance- and layer-normalised versions of `xs`, mixed by `rho` (`[1, C, 1, 1]`).
-fn layer_instance_mix(xs: &Tensor, rho: &Tensor) -> Tensor {
-    let normalise = |dims: &[i64]| {
-        let mean = xs.mean_dim(dims, true, None);
-        let var = xs.var_dim(dims, true, true);
-        (xs - mean) / (var + EPS).sqrt()
-    };
-    let out_in = normalise(&[2, 3]);
-    let out_ln = normalise(&[1, 2, 3]);
-    rho * out_in + (1.0 - rho) * out_ln
+/// `ρ·IN(x) + (1−ρ)·LN(x)` as the per-sample, per-channel affine map `x·scale + shift` it is.
+///
+/// One pass over `x` gives the instance statistics; the layer statistics follow from them
+/// (`Σ(x−μ_L)² = Σ_c [(HW−1)·σ²_c + HW·(μ_c−μ_L)²]`), so the whole normalisation costs one
+/// reduction and one fused multiply-add over the feature map instead of a dozen element-wise
+/// passes, in time and in saved activations.
+fn layer_instance_affine(xs: &Tensor, rho: &Tensor) -> (Tensor, Tensor) {
+    let size = xs.size();
+    let (c, hw) = (size[1], size[2] * size[3]);
+    let (in_var, in_mean) = xs.var_mean_dim(&[2i64, 3][..], true, true);
+    let ln_mean = in_mean.mean_dim(1, true, None);
+    let spread = &in_var * (hw - 1) as f64 + (&in_mean - &ln_mean).square() * hw as f64;
+    let ln_var = spread.sum_dim_intlist(1, true, None) / (c * hw - 1) as f64;
+    let (a, b) = ((in_var + EPS).rsqrt(), (ln_var + EPS).rsqrt());
+    let (rho_a, rho_b) = (rho * a, (1.0 - rho) * b);
+    let shift = -(&rho_a * in_mean + &rho_b * ln_mean);
+    (rho_a + rho_b, shift)
 }
 
 /// AdaLIN: the affine parameters `gamma`, `beta` come from the generator's MLP (one per sample).
@@ -37,8 +44,9 @@ impl AdaLIN {
 
     /// `xs`: `[B, C, H, W]`; `gamma`, `beta`: `[B, C]`.
     pub fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-        let out = layer_instance_mix(xs, &self.rho);
-        out * gamma.unsqueeze(-1).unsqueeze(-1) + beta.unsqueeze(-1).unsqueeze(-1)
+        let (scale, shift) = layer_instance_affine(xs, &self.rho);
+        let gamma = gamma.unsqueeze(-1).unsqueeze(-1);
+        (shift * &gamma + beta.unsqueeze(-1).unsqueeze(-1)).addcmul(xs, &(scale * gamma))
     }
 }
 
@@ -62,7 +70,8 @@ impl ILN {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        layer_instance_mix(xs, &self.rho) * &self.gamma + &self.beta
+        let (scale, shift) = layer_instance_affine(xs, &self.rho);
+        (shift * &self.gamma + &self.beta).addcmul(xs, &(scale * &self.gamma))
     }
 }
 
