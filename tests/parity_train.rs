@@ -4,8 +4,12 @@
 //! UGATIT-pytorch's step (fixtures from `tools/oracle/make_train_fixtures.py`).
 //!
 //! Tolerances: loss terms and parameters `max|ours − ref| ≤ 1e-4 · max(1, max|ref|)`; the first
-//! update `after1 − init` relative to its largest element ≤ 2e-3 (a difference of two f32 values
-//! of ~0.1 carries ~1e-8 of rounding on a ~1e-4 update); Adam moments ≤ 1e-4 relative.
+//! update `after1 − init` within `2e-3·max|Δ| + 4 ulp(max|param|)` (the difference of two f32
+//! parameters carries their rounding, which is not small against a ~1e-4 update), except for at
+//! most 0.1% of a tensor's elements that may differ by up to 2·lr: an element whose gradient is
+//! within rounding of zero (a ReLU input at ~1e-7) can take Adam's first ±lr step either way, as
+//! the oracle found between torch in f32 and f64 (`tools/oracle/README.md`); the first
+//! generator gradients and Adam moments ≤ 1e-4 (scaled like the loss terms, and relative).
 
 mod common;
 
@@ -56,12 +60,10 @@ fn case(rel: &str) {
     let nets = UGATIT::new(config, Device::Cpu);
     ugatit::io::safetensors::copy_into(&fx.tensors, "init.", &nets.vs, &fx.path).unwrap_or_else(|e| panic!("{e:#}"));
     let gan = gan_type(&fx.meta["gan_type"]);
-    let weights = LossWeights {
-        adv: meta_f64(&fx, "adv_weight"),
-        cycle: meta_f64(&fx, "cycle_weight"),
-        identity: meta_f64(&fx, "identity_weight"),
-        cam: meta_f64(&fx, "cam_weight"),
-    };
+    let weights: serde_json::Value = serde_json::from_str(&fx.meta["weights"]).unwrap();
+    let weight = |k: &str| weights[k].as_f64().unwrap_or_else(|| panic!("weights.{k}"));
+    let weights =
+        LossWeights { adv: weight("adv"), cycle: weight("cycle"), identity: weight("identity"), cam: weight("cam") };
     let adam = AdamConfig { weight_decay: meta_f64(&fx, "weight_decay"), ..AdamConfig::default() };
     let mut trainer = Trainer::new(nets, gan, weights, adam);
     let init: Vec<(String, Tensor)> =
@@ -81,20 +83,36 @@ fn case(rel: &str) {
         for (name, value) in LOSS_NAMES.iter().zip(&losses) {
             let key = format!("iter{i}.loss.{name}");
             match fx.tensors.get(&key) {
-                Some(expected) => assert_close(&key, &Tensor::from(*value), expected, TOL),
+                Some(expected) => assert_close(&key, &Tensor::from(*value).reshape(expected.size()), expected, TOL),
                 None => assert!(name.starts_with("GP_") && !gan.has_gradient_penalty(), "fixture lacks {key}"),
             }
         }
         if i == 0 {
+            // The generators' gradients of the first G step (still in place after the update).
+            let vars = trainer.nets.vs.variables();
+            let grads: Vec<&str> = fx.keys_under("iter0.grad.G.").collect();
+            assert!(!grads.is_empty(), "fixture lacks iter0.grad.G.*");
+            for name in grads {
+                let key = format!("iter0.grad.G.{name}");
+                assert_close(&key, &vars[name].grad(), fx.get(&key), TOL);
+            }
             check_vars(&fx, &trainer, "after1.");
             let vars = trainer.nets.vs.variables();
             for (name, before) in &init {
                 let key = format!("delta1.{name}");
                 if let Some(expected) = fx.tensors.get(&key) {
-                    let delta = &vars[name] - before;
-                    let scale = expected.abs().max().double_value(&[]).max(1e-30);
-                    let err = scaled_error(&(delta / scale), &(expected / scale));
-                    assert!(err <= 2e-3, "{key}: relative error {err:.3e}");
+                    let delta = (&vars[name] - before).to_kind(tch::Kind::Double);
+                    let err = (delta - expected.to_kind(tch::Kind::Double)).abs();
+                    let max_delta = expected.abs().max().double_value(&[]);
+                    let ulp = f32::EPSILON as f64 * before.abs().max().double_value(&[]);
+                    let allowed = 2e-3 * max_delta + 4.0 * ulp;
+                    let off = err.gt(allowed).sum(tch::Kind::Int64).int64_value(&[]);
+                    let worst = err.max().double_value(&[]);
+                    let n = expected.numel() as i64;
+                    assert!(
+                        off <= (n + 999) / 1000 && worst <= 2.0 * lr * 1.01,
+                        "{key}: {off} of {n} elements off by more than {allowed:.3e} (worst {worst:.3e})"
+                    );
                 }
             }
             for (prefix, opt) in [("after1.optimG.", &trainer.opt_g), ("after1.optimD.", &trainer.opt_d)] {
@@ -136,12 +154,13 @@ fn learning_rate_schedule_matches_reference() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let iteration = json["iteration"].as_i64().unwrap();
     let base = json["lr"].as_f64().unwrap();
-    let lrs = json["lrs"].as_array().unwrap();
+    let lrs = json["lr_used"].as_array().unwrap();
     assert_eq!(lrs.len() as i64, iteration);
     for (i, expected) in lrs.iter().enumerate() {
         let step = i as i64 + 1;
         let ours = ugatit::train::optim::learning_rate(base, step, iteration, true);
         let expected = expected.as_f64().unwrap();
+        // The reference subtracts a constant each step; its float drift stays far below 1e-12.
         assert!((ours - expected).abs() <= 1e-12, "step {step}: {ours} vs {expected}");
     }
 }
