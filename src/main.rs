@@ -1,6 +1,23 @@
 use clap::Parser;
 
+/// libtorch's OpenMP threads spin while waiting for work by default; when anything else wants the
+/// cores (another process, our loader threads) that spin costs up to 15× in wall time on a
+/// 2-core machine. The setting is read when the OpenMP runtime loads, before `main`, so the
+/// process re-executes itself once with the passive policy unless the user chose one.
+fn ensure_passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err =
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+    // Only reached when exec failed: carry on with the default policy.
+    eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+}
+
 fn main() {
+    ensure_passive_openmp();
     let cli = ugatit::cli::Cli::parse();
     if let Err(err) = ugatit::cli::run(cli) {
         eprintln!("error: {err:#}");

@@ -8,20 +8,13 @@
 
 mod common;
 
-use common::{assert_close, Fixture};
+use common::{assert_close, device, Fixture};
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::Tensor;
 use ugatit::model::{discriminator, generator, Discriminator, ResnetGenerator};
 
 const TOL: f64 = 1e-4;
 const REFERENCES: [&str; 2] = ["torch", "paddle"];
-
-fn device() -> Device {
-    match std::env::var("UGATIT_TEST_DEVICE") {
-        Ok(name) => ugatit::device::parse(&name).expect("UGATIT_TEST_DEVICE"),
-        Err(_) => Device::Cpu,
-    }
-}
 
 /// Loads the fixture's initial weights into `vs`.
 fn load_params(fx: &Fixture, vs: &VarStore) {

@@ -13,8 +13,8 @@
 
 mod common;
 
-use common::{assert_close, scaled_error, Fixture};
-use tch::{Device, Tensor};
+use common::{assert_close, device, scaled_error, Fixture};
+use tch::Tensor;
 use ugatit::model::ugatit::Config as ModelConfig;
 use ugatit::model::{discriminator, generator, UGATIT};
 use ugatit::train::losses::GanType;
@@ -57,7 +57,7 @@ fn case(rel: &str) {
         global_dis: discriminator::Config::global(ndf),
         local_dis: discriminator::Config::local(ndf),
     };
-    let nets = UGATIT::new(config, Device::Cpu);
+    let nets = UGATIT::new(config, device());
     ugatit::io::safetensors::copy_into(&fx.tensors, "init.", &nets.vs, &fx.path).unwrap_or_else(|e| panic!("{e:#}"));
     let gan = gan_type(&fx.meta["gan_type"]);
     let weights: serde_json::Value = serde_json::from_str(&fx.meta["weights"]).unwrap();
@@ -71,7 +71,7 @@ fn case(rel: &str) {
     let lr = meta_f64(&fx, "lr");
 
     for i in 0..fx.meta_i64("iterations") {
-        let it = |k: &str| fx.tensors.get(&format!("iter{i}.{k}")).map(Tensor::shallow_clone);
+        let it = |k: &str| fx.tensors.get(&format!("iter{i}.{k}")).map(|t| t.to_device(device()));
         let noise = PenaltyNoise {
             alpha_a: it("alpha_A"),
             alpha_b: it("alpha_B"),
@@ -101,7 +101,7 @@ fn case(rel: &str) {
             for (name, before) in &init {
                 let key = format!("delta1.{name}");
                 if let Some(expected) = fx.tensors.get(&key) {
-                    let delta = (&vars[name] - before).to_kind(tch::Kind::Double);
+                    let delta = (&vars[name] - before).to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
                     let err = (delta - expected.to_kind(tch::Kind::Double)).abs();
                     let max_delta = expected.abs().max().double_value(&[]);
                     let ulp = f32::EPSILON as f64 * before.abs().max().double_value(&[]);

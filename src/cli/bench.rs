@@ -31,6 +31,12 @@ pub struct BenchArgs {
     pub gan_type: GanType,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// CUDA: TF32 convolutions.
+    #[arg(long)]
+    pub tf32: bool,
+    /// CUDA: cuDNN algorithm search.
+    #[arg(long)]
+    pub cudnn_benchmark: bool,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
@@ -49,6 +55,7 @@ fn sync(device: Device) {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
+    crate::model::layers::set_cuda_convolutions(args.tf32, args.cudnn_benchmark);
     let g = args.arch.generator();
     let config = TrainConfig {
         ch: g.ngf,
@@ -79,8 +86,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let kind = if g.light { "light" } else { "full" };
     let rss = peak_rss_mib().map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into());
     println!(
-        "ugatit {kind} img {} batch {} device {}: {median:.4} s/iter (median of {}), peak RSS {rss} MiB",
-        g.img_size, args.batch_size, args.device, args.iters
+        "ugatit {kind} img {} batch {} device {} tf32 {}: {median:.4} s/iter (median of {}), peak RSS {rss} MiB",
+        g.img_size, args.batch_size, args.device, args.tf32, args.iters
     );
     Ok(())
 }

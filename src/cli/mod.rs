@@ -1,5 +1,7 @@
 //! The `ugatit` command line.
 
+pub mod eval;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Time training iterations on random images (s/iter, peak memory).
     Bench(bench::BenchArgs),
+    /// KID, mean KID and FID between image folders (GAN_Metrics-Tensorflow's definitions).
+    Eval(eval::EvalArgs),
 }
 
 /// Architecture flags shared by the subcommands, named like UGATIT-pytorch's.
@@ -85,5 +89,6 @@ pub fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {n} tensors to {}", args.output.display());
             Ok(())
         }
+        Command::Eval(args) => eval::run(args),
     }
 }

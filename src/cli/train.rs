@@ -78,6 +78,12 @@ pub struct TrainArgs {
     /// Train on the readable images and report the others, instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// CUDA: TF32 convolutions, as PyTorch does by default (true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tf32: Option<bool>,
+    /// CUDA: cuDNN algorithm search (true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub cudnn_benchmark: Option<bool>,
 }
 
 macro_rules! overlay {

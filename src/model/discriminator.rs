@@ -8,7 +8,7 @@
 //! Faithful to UGATIT-pytorch, the CAM *logits* use the spectrally normalised FC weight while the
 //! feature re-weighting uses the raw `weight_orig` (the first entry of `gap_fc.parameters()`).
 
-use super::layers::{cam_conv1x1, conv2d, global_pools, reflect};
+use super::layers::{cam_conv1x1, global_pools, reflect, Conv2d};
 use super::spectral_norm::{SnConv2d, SnLinear};
 use tch::nn;
 use tch::Tensor;
@@ -89,7 +89,7 @@ pub struct Discriminator {
     model: Vec<SnConv2d>,
     gap_fc: SnLinear,
     gmp_fc: SnLinear,
-    conv1x1: nn::Conv2D,
+    conv1x1: Conv2d,
     conv: SnConv2d,
     /// The LeakyReLU slope as a tensor (libtorch's `prelu` is the only leaky ReLU with a slope).
     slope: Tensor,
@@ -111,7 +111,7 @@ impl Discriminator {
             model,
             gap_fc: SnLinear::new(vs / "gap_fc", c, 1),
             gmp_fc: SnLinear::new(vs / "gmp_fc", c, 1),
-            conv1x1: conv2d(vs / "conv1x1", 2 * c, c, 1, 1, true),
+            conv1x1: Conv2d::new(vs / "conv1x1", 2 * c, c, 1, 1, true),
             conv: SnConv2d::new(vs / "conv", c, 1, 4, 1, false),
             slope: Tensor::from(SLOPE as f32).to_device(vs.device()),
         }

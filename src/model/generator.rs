@@ -7,7 +7,7 @@
 //! AdaLIN's `gamma`/`beta`, AdaLIN residual blocks and an ILN up-sampling decoder. Variable paths
 //! are UGATIT-pytorch's `state_dict` keys (`DownBlock.1.weight`, `UpBlock1_1.norm1.rho`, …).
 
-use super::layers::{cam_conv1x1, conv2d, global_pools, instance_norm, linear, reflect};
+use super::layers::{cam_conv1x1, global_pools, instance_norm, linear, reflect, Conv2d};
 use super::norm::{clip_rho, AdaLIN, ILN};
 use tch::nn;
 use tch::Tensor;
@@ -66,51 +66,54 @@ pub struct GeneratorOutput {
 /// `x + [pad, conv, IN, ReLU, pad, conv, IN](x)` (keys `conv_block.1`, `conv_block.5`).
 #[derive(Debug)]
 struct ResnetBlock {
-    conv1: nn::Conv2D,
-    conv2: nn::Conv2D,
+    conv1: Conv2d,
+    conv2: Conv2d,
 }
 
 impl ResnetBlock {
     fn new(vs: nn::Path, dim: i64) -> Self {
         let vs = vs / "conv_block";
-        Self { conv1: conv2d(&vs / "1", dim, dim, 3, 1, false), conv2: conv2d(&vs / "5", dim, dim, 3, 1, false) }
+        Self {
+            conv1: Conv2d::new(&vs / "1", dim, dim, 3, 1, false),
+            conv2: Conv2d::new(&vs / "5", dim, dim, 3, 1, false),
+        }
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let h = instance_norm(&reflect(xs, 1).apply(&self.conv1)).relu();
-        xs + instance_norm(&reflect(&h, 1).apply(&self.conv2))
+        let h = instance_norm(&self.conv1.forward(&reflect(xs, 1))).relu();
+        xs + instance_norm(&self.conv2.forward(&reflect(&h, 1)))
     }
 }
 
 /// The decoder's residual block with AdaLIN (`ResnetAdaILNBlock`), residual included.
 #[derive(Debug)]
 struct ResnetAdaLINBlock {
-    conv1: nn::Conv2D,
+    conv1: Conv2d,
     norm1: AdaLIN,
-    conv2: nn::Conv2D,
+    conv2: Conv2d,
     norm2: AdaLIN,
 }
 
 impl ResnetAdaLINBlock {
     fn new(vs: nn::Path, dim: i64) -> Self {
         Self {
-            conv1: conv2d(&vs / "conv1", dim, dim, 3, 1, false),
+            conv1: Conv2d::new(&vs / "conv1", dim, dim, 3, 1, false),
             norm1: AdaLIN::new(&vs / "norm1", dim),
-            conv2: conv2d(&vs / "conv2", dim, dim, 3, 1, false),
+            conv2: Conv2d::new(&vs / "conv2", dim, dim, 3, 1, false),
             norm2: AdaLIN::new(&vs / "norm2", dim),
         }
     }
 
     fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-        let h = self.norm1.forward(&reflect(xs, 1).apply(&self.conv1), gamma, beta).relu();
-        xs + self.norm2.forward(&reflect(&h, 1).apply(&self.conv2), gamma, beta)
+        let h = self.norm1.forward(&self.conv1.forward(&reflect(xs, 1)), gamma, beta).relu();
+        xs + self.norm2.forward(&self.conv2.forward(&reflect(&h, 1)), gamma, beta)
     }
 }
 
 /// One decoder up-sampling stage: nearest ×2, pad 1, 3×3 conv, ILN, ReLU.
 #[derive(Debug)]
 struct UpStage {
-    conv: nn::Conv2D,
+    conv: Conv2d,
     norm: ILN,
 }
 
@@ -119,28 +122,28 @@ struct UpStage {
 pub struct ResnetGenerator {
     config: Config,
     /// Encoder convolutions at `DownBlock.{1,5,9}`: (conv, reflection padding).
-    down_convs: Vec<(nn::Conv2D, i64)>,
+    down_convs: Vec<(Conv2d, i64)>,
     res_blocks: Vec<ResnetBlock>,
     gap_fc: nn::Linear,
     gmp_fc: nn::Linear,
-    conv1x1: nn::Conv2D,
+    conv1x1: Conv2d,
     /// `FC.0`, `FC.2`: the MLP, each layer followed by a ReLU.
     fc: Vec<nn::Linear>,
     gamma: nn::Linear,
     beta: nn::Linear,
     up_blocks: Vec<ResnetAdaLINBlock>,
     up_stages: Vec<UpStage>,
-    out_conv: nn::Conv2D,
+    out_conv: Conv2d,
 }
 
 impl ResnetGenerator {
     pub fn new(vs: &nn::Path, config: Config) -> Self {
         let Config { ngf, n_res, .. } = config;
         let down = vs / "DownBlock";
-        let mut down_convs = vec![(conv2d(&down / "1", 3, ngf, 7, 1, false), 3)];
+        let mut down_convs = vec![(Conv2d::new(&down / "1", 3, ngf, 7, 1, false), 3)];
         for i in 0..N_DOWNSAMPLING {
             let mult = 1 << i;
-            let conv = conv2d(&down / (5 + 4 * i), ngf * mult, ngf * mult * 2, 3, 2, false);
+            let conv = Conv2d::new(&down / (5 + 4 * i), ngf * mult, ngf * mult * 2, 3, 2, false);
             down_convs.push((conv, 1));
         }
         let dim = config.bottleneck_channels();
@@ -153,7 +156,7 @@ impl ResnetGenerator {
             .map(|i| {
                 let c_in = dim >> i;
                 UpStage {
-                    conv: conv2d(&up2 / (2 + 5 * i), c_in, c_in / 2, 3, 1, false),
+                    conv: Conv2d::new(&up2 / (2 + 5 * i), c_in, c_in / 2, 3, 1, false),
                     norm: ILN::new(&up2 / (3 + 5 * i), c_in / 2),
                 }
             })
@@ -164,13 +167,13 @@ impl ResnetGenerator {
             res_blocks,
             gap_fc: linear(vs / "gap_fc", dim, 1, false),
             gmp_fc: linear(vs / "gmp_fc", dim, 1, false),
-            conv1x1: conv2d(vs / "conv1x1", 2 * dim, dim, 1, 1, true),
+            conv1x1: Conv2d::new(vs / "conv1x1", 2 * dim, dim, 1, 1, true),
             fc: vec![linear(&fc / "0", config.mlp_in_features(), dim, false), linear(&fc / "2", dim, dim, false)],
             gamma: linear(vs / "gamma", dim, dim, false),
             beta: linear(vs / "beta", dim, dim, false),
             up_blocks: (1..=n_res).map(|i| ResnetAdaLINBlock::new(vs / format!("UpBlock1_{i}"), dim)).collect(),
             up_stages,
-            out_conv: conv2d(&up2 / (5 * N_DOWNSAMPLING + 1), ngf, 3, 7, 1, false),
+            out_conv: Conv2d::new(&up2 / (5 * N_DOWNSAMPLING + 1), ngf, 3, 7, 1, false),
         }
     }
 
@@ -182,7 +185,7 @@ impl ResnetGenerator {
     pub fn forward(&self, xs: &Tensor) -> GeneratorOutput {
         let mut x = xs.shallow_clone();
         for (conv, pad) in &self.down_convs {
-            x = instance_norm(&reflect(&x, *pad).apply(conv)).relu();
+            x = instance_norm(&conv.forward(&reflect(&x, *pad))).relu();
         }
         for block in &self.res_blocks {
             x = block.forward(&x);
@@ -208,9 +211,9 @@ impl ResnetGenerator {
         for stage in &self.up_stages {
             let size = x.size();
             let up = x.upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0);
-            x = stage.norm.forward(&reflect(&up, 1).apply(&stage.conv)).relu();
+            x = stage.norm.forward(&stage.conv.forward(&reflect(&up, 1))).relu();
         }
-        let image = reflect(&x, 3).apply(&self.out_conv).tanh();
+        let image = self.out_conv.forward(&reflect(&x, 3)).tanh();
         GeneratorOutput { image, cam_logit, heatmap }
     }
 

@@ -5,6 +5,7 @@
 //! `U(±1/√fan_in)` for both. tch's own defaults differ (ReLU gain, zero bias), so the layers here
 //! set their initialisers explicitly.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::{self, Init};
 use tch::Tensor;
 
@@ -14,11 +15,48 @@ pub fn torch_default_init(fan_in: i64) -> Init {
     Init::Uniform { lo: -bound, up: bound }
 }
 
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
+
+/// CUDA convolution settings for the whole process: TF32 tensor-core maths (faster, ~1e-3
+/// relative error, PyTorch's own default for cuDNN convolutions) and cuDNN's algorithm search.
+/// Both are off by default so that results match the references' float32 numbers. Call it before
+/// any CUDA work: libtorch's convolution *backward* follows only its global TF32 switch, which
+/// tch does not expose, so TF32 is also vetoed through NVIDIA's `NVIDIA_TF32_OVERRIDE=0`, read
+/// when cuDNN and cuBLAS start (unless the user set that variable).
+pub fn set_cuda_convolutions(allow_tf32: bool, cudnn_benchmark: bool) {
+    if !allow_tf32 && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
+    ALLOW_TF32.store(allow_tf32, Ordering::Relaxed);
+    CUDNN_BENCHMARK.store(cudnn_benchmark, Ordering::Relaxed);
+}
+
+/// A 2-D convolution without padding under the settings of [`set_cuda_convolutions`].
+pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
+    let (tf32, benchmark) = (ALLOW_TF32.load(Ordering::Relaxed), CUDNN_BENCHMARK.load(Ordering::Relaxed));
+    xs.internal_convolution(weight, bias, [stride], [0], [1], false, [0], 1, benchmark, false, true, tf32)
+}
+
 /// A square 2-D convolution without padding (the reference pads explicitly, by reflection).
-pub fn conv2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    let init = torch_default_init(c_in * k * k);
-    let cfg = nn::ConvConfig { stride, bias, ws_init: init, bs_init: init, ..Default::default() };
-    nn::conv2d(vs, c_in, c_out, k, cfg)
+#[derive(Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub stride: i64,
+}
+
+impl Conv2d {
+    pub fn new(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
+        let init = torch_default_init(c_in * k * k);
+        let weight = vs.var("weight", &[c_out, c_in, k, k], init);
+        let bias = bias.then(|| vs.var("bias", &[c_out], init));
+        Self { weight, bias, stride }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        conv(xs, &self.weight, self.bias.as_ref(), self.stride)
+    }
 }
 
 /// A linear layer, weight stored `[out, in]` as in PyTorch.
@@ -43,12 +81,12 @@ pub fn instance_norm(xs: &Tensor) -> Tensor {
 /// `[B, C, H, W]` features channel-wise by each CAM classifier's `[1, C]` weight. Computed as one
 /// convolution of `x` with the folded weight `W[:, :C]·w_gap + W[:, C:]·w_gmp`: the same linear map,
 /// without materialising the two re-weighted copies and their `2C`-channel concatenation.
-pub fn cam_conv1x1(xs: &Tensor, conv: &nn::Conv2D, w_gap: &Tensor, w_gmp: &Tensor) -> Tensor {
+pub fn cam_conv1x1(xs: &Tensor, conv1x1: &Conv2d, w_gap: &Tensor, w_gmp: &Tensor) -> Tensor {
     let c = xs.size()[1];
     let scale = Tensor::cat(&[w_gap, w_gmp], 1).view([1, 2 * c, 1, 1]);
-    let scaled = &conv.ws * scale;
+    let scaled = &conv1x1.weight * scale;
     let weight = scaled.narrow(1, 0, c) + scaled.narrow(1, c, c);
-    xs.conv2d(&weight, conv.bs.as_ref(), [1], [0], [1], 1)
+    conv(xs, &weight, conv1x1.bias.as_ref(), 1)
 }
 
 /// Global average and max pooling to `[B, C]`.

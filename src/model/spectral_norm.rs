@@ -6,7 +6,7 @@
 //! eval-mode forward reuses them. The normalised weight is `weight_orig / σ` with
 //! `σ = uᵀ W v`, gradients flowing through `W` only.
 
-use super::layers::torch_default_init;
+use super::layers::{conv, torch_default_init};
 use tch::nn;
 use tch::Tensor;
 
@@ -77,7 +77,7 @@ impl SnConv2d {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.conv2d(&self.sn.weight(train), self.bias.as_ref(), [self.stride], [0], [1], 1)
+        conv(xs, &self.sn.weight(train), self.bias.as_ref(), self.stride)
     }
 }
 

