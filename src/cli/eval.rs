@@ -5,6 +5,7 @@ use crate::metrics::features::{Extractor, FolderFeatures, FolderOptions, Preproc
 use crate::metrics::fid::fid;
 use crate::metrics::kid::{kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
 use crate::metrics::weights;
+use crate::translate::Direction;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -13,11 +14,26 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
     /// Folder of real target-domain images (KID and FID are measured against these).
+    #[arg(long, value_name = "DIR", required_unless_present = "checkpoint")]
+    pub real_target: Option<PathBuf>,
+    /// Folder of generated (translated) images; with --checkpoint, where the translations go
+    /// (default: results/<dataset>/eval/fake_A2B or fake_B2A).
+    #[arg(long, value_name = "DIR", required_unless_present = "checkpoint")]
+    pub fake: Option<PathBuf>,
+    /// Translate first: a checkpoint (any format `ugatit translate` reads) whose generator turns
+    /// <dataset>/testA (a2b) or testB (b2a) into the fakes; the other test folder is the real
+    /// target and the translated one the real source, unless given.
+    #[arg(long, value_name = "PATH", requires = "dataset")]
+    pub checkpoint: Option<PathBuf>,
+    /// Dataset folder with testA/ and testB/, for --checkpoint.
     #[arg(long, value_name = "DIR")]
-    pub real_target: PathBuf,
-    /// Folder of generated (translated) images.
-    #[arg(long, value_name = "DIR")]
-    pub fake: PathBuf,
+    pub dataset: Option<PathBuf>,
+    /// Which generator translates, with --checkpoint.
+    #[arg(long, value_enum, default_value_t = Direction::A2b)]
+    pub direction: Direction,
+    /// Working size of a light model, with --checkpoint.
+    #[arg(long)]
+    pub img_size: Option<i64>,
     /// Folder of real source-domain images: adds GAN_Metrics-Tensorflow's mean KID,
     /// (0.02·KID(target, fake) + 0.98·KID(source, fake))/2.
     #[arg(long, value_name = "DIR")]
@@ -107,7 +123,38 @@ fn locate_weights(args: &EvalArgs) -> Result<weights::Source> {
 }
 
 /// Runs `ugatit eval`.
+/// With `--checkpoint`, translates the dataset's test folder and fills in the folders to compare.
+fn translate_first(mut args: EvalArgs) -> Result<EvalArgs> {
+    let (Some(checkpoint), Some(dataset)) = (args.checkpoint.clone(), args.dataset.clone()) else { return Ok(args) };
+    let (source, target, tag) = match args.direction {
+        Direction::A2b => ("testA", "testB", "A2B"),
+        Direction::B2a => ("testB", "testA", "B2A"),
+    };
+    let name = dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let fake = args
+        .fake
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(name).join("eval").join(format!("fake_{tag}")));
+    std::fs::create_dir_all(&fake).with_context(|| format!("creating {}", fake.display()))?;
+    super::translate::run_translate(super::translate::TranslateArgs {
+        checkpoint,
+        direction: args.direction,
+        inputs: vec![dataset.join(source).to_string_lossy().into_owned()],
+        out: fake.clone(),
+        img_size: args.img_size,
+        keep_size: false,
+        with_cam: false,
+        batch_size: 8,
+        device: args.device.clone(),
+    })?;
+    args.fake = Some(fake);
+    args.real_target.get_or_insert_with(|| dataset.join(target));
+    args.real_source.get_or_insert_with(|| dataset.join(source));
+    Ok(args)
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
+    let args = translate_first(args)?;
     let report = evaluate(&args)?;
     print_table(&report);
     if let Some(path) = &args.json {
@@ -120,8 +167,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 /// Computes the metrics of `args` without printing the table.
 pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
+    let (Some(real_target), Some(fake_dir)) = (&args.real_target, &args.fake) else {
+        anyhow::bail!("eval needs --real-target and --fake (or --checkpoint with --dataset)");
+    };
     // Fail on a missing folder before loading anything heavy.
-    for dir in [Some(&args.real_target), Some(&args.fake), args.real_source.as_ref()].into_iter().flatten() {
+    for dir in [Some(real_target), Some(fake_dir), args.real_source.as_ref()].into_iter().flatten() {
         anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
     }
     let device = crate::device::parse(&args.device)?;
@@ -140,8 +190,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
         }
         Ok(f)
     };
-    let target = features(&args.real_target)?;
-    let fake = features(&args.fake)?;
+    let target = features(real_target)?;
+    let fake = features(fake_dir)?;
     let source_feats = args.real_source.as_deref().map(features).transpose()?;
 
     let kid_t = kid(&target.features, &fake.features, args.max_block_size).context("KID(real target, fake)")?;
@@ -165,8 +215,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
         n_real_target: target.files.len(),
         n_fake: fake.files.len(),
         n_real_source: source_feats.as_ref().map(|s| s.files.len()),
-        real_target: args.real_target.display().to_string(),
-        fake: args.fake.display().to_string(),
+        real_target: real_target.display().to_string(),
+        fake: fake_dir.display().to_string(),
         real_source: args.real_source.as_ref().map(|p| p.display().to_string()),
         max_block_size: args.max_block_size,
         preprocess: args.preprocess.name(),
