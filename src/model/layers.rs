@@ -48,8 +48,13 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn new(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
+        Self::named(&vs, "weight", c_in, c_out, k, stride, bias)
+    }
+
+    /// A convolution whose weight is stored as `weight_name` (spectral norm calls it `weight_orig`).
+    pub fn named(vs: &nn::Path, weight_name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
         let init = torch_default_init(c_in * k * k);
-        let weight = vs.var("weight", &[c_out, c_in, k, k], init);
+        let weight = vs.var(weight_name, &[c_out, c_in, k, k], init);
         let bias = bias.then(|| vs.var("bias", &[c_out], init));
         Self { weight, bias, stride }
     }

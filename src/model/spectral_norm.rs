@@ -6,7 +6,7 @@
 //! eval-mode forward reuses them. The normalised weight is `weight_orig / σ` with
 //! `σ = uᵀ W v`, gradients flowing through `W` only.
 
-use super::layers::{conv, torch_default_init};
+use super::layers::{conv, torch_default_init, Conv2d};
 use tch::nn;
 use tch::Tensor;
 
@@ -70,9 +70,7 @@ pub struct SnConv2d {
 
 impl SnConv2d {
     pub fn new(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> Self {
-        let init = torch_default_init(c_in * k * k);
-        let weight = vs.var("weight_orig", &[c_out, c_in, k, k], init);
-        let bias = bias.then(|| vs.var("bias", &[c_out], init));
+        let Conv2d { weight, bias, stride } = Conv2d::named(&vs, "weight_orig", c_in, c_out, k, stride, bias);
         Self { sn: SpectralNorm::new(&vs, weight), bias, stride }
     }
 
