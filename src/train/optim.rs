@@ -61,18 +61,26 @@ impl Adam {
         self.step += 1;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
+        // torch: p −= (lr/bias1) · m / (√v / bias2_sqrt + eps). The step size is folded into the
+        // denominator so the update is four in-place passes over each tensor after the moments.
+        let (scale, offset) = (-bias1 / (lr * bias2_sqrt), -eps * bias1 / lr);
         tch::no_grad(|| {
             for slot in &mut self.slots {
                 let grad = slot.param.grad();
                 if !grad.defined() {
                     continue;
                 }
+                // Not in place: `.grad` stays the loss gradient, as in torch.
                 let grad = if weight_decay != 0.0 { grad + &slot.param * weight_decay } else { grad };
                 let _ = slot.exp_avg.lerp_(&grad, 1.0 - beta1);
-                slot.exp_avg_sq *= beta2;
-                let _ = slot.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
-                let denom = (slot.exp_avg_sq.sqrt() / bias2_sqrt) + eps;
-                let _ = slot.param.addcdiv_(&(&slot.exp_avg * (-lr / bias1)), &denom);
+                let _ = slot.exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
+                if lr == 0.0 {
+                    // The last step of a decayed run: the moments move, the parameters cannot.
+                    continue;
+                }
+                let mut denom = slot.exp_avg_sq.sqrt();
+                let _ = denom.g_mul_scalar_(scale).g_add_scalar_(offset);
+                let _ = slot.param.addcdiv_(&slot.exp_avg, &denom);
             }
         });
     }
