@@ -1,4 +1,4 @@
-//! Baseline timings of the networks: light generator forward (inference) and one forward+backward
+//! Baseline timings of the networks: generator forward (inference, light and full) and one forward+backward
 //! of each network on a scalar loss, batch 1. `UGATIT_BENCH_SIZE` sets the image size (default
 //! 256), `UGATIT_BENCH_DEVICE` the device (default cpu). Compare with
 //! `tools/oracle/bench_torch.py`, run on the same machine in the same session.
@@ -31,14 +31,12 @@ fn benches(c: &mut Criterion) {
         let vs = VarStore::new(device);
         let g = ResnetGenerator::new(&vs.root(), GConfig { light, img_size: size, ..GConfig::default() });
         let name = if light { "light_g" } else { "full_g" };
-        if light {
-            group.bench_function(format!("{name}_forward"), |b| {
-                b.iter(|| {
-                    tch::no_grad(|| g.forward(&input));
-                    sync(device)
-                })
-            });
-        }
+        group.bench_function(format!("{name}_forward"), |b| {
+            b.iter(|| {
+                tch::no_grad(|| g.forward(&input));
+                sync(device)
+            })
+        });
         group.bench_function(format!("{name}_forward_backward"), |b| {
             b.iter(|| {
                 let out = g.forward(&input);

@@ -14,11 +14,15 @@ fn sample() -> PathBuf {
 }
 
 fn train_cmd(result_dir: &Path, extra: &[&str]) -> Command {
+    train_cmd_n(result_dir, ITERATIONS, 15, extra)
+}
+
+fn train_cmd_n(result_dir: &Path, iteration: i64, save_freq: i64, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ugatit"));
     cmd.arg("train").arg("--dataset").arg(sample()).arg("--result-dir").arg(result_dir);
-    let iteration = ITERATIONS.to_string();
+    let (iteration, save_freq) = (iteration.to_string(), save_freq.to_string());
     cmd.args(["--iteration", &iteration, "--img-size", "32", "--ch", "4", "--n-res", "1", "--n-dis", "4"]);
-    cmd.args(["--light", "--print-freq", "10", "--save-freq", "15", "--save-latest-freq", "5", "--seed", "7"]);
+    cmd.args(["--light", "--print-freq", "10", "--save-freq", &save_freq, "--save-latest-freq", "5", "--seed", "7"]);
     cmd.args(extra);
     cmd
 }
@@ -134,4 +138,35 @@ fn resume_without_checkpoint_is_an_error() {
     let out = train_cmd(&dir, &["--resume"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint at"));
+}
+
+#[test]
+fn resume_from_imports_networks_and_reads_the_step_from_the_name() {
+    assert_eq!(ugatit::train::run::step_in_name(Path::new("m/selfie2anime_params_0100000.pt")), Some(100_000));
+    assert_eq!(ugatit::train::run::step_in_name(Path::new("latest.safetensors")), None);
+    let first = tmp("import-src");
+    run_to_end(&mut train_cmd_n(&first, 2, 2, &[]));
+    // A numbered checkpoint of step 2: the imported run continues at step 3.
+    let numbered = first.join("sample/model/sample_params_0000002.safetensors");
+    let second = tmp("import-dst");
+    let out = train_cmd_n(&second, 4, 2, &["--resume-from", numbered.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(csv_steps(&second), vec![3, 4]);
+    // Networks of another width are refused with the file and tensor named.
+    let third = tmp("import-bad");
+    let out = Command::new(env!("CARGO_BIN_EXE_ugatit"))
+        .arg("train")
+        .arg("--dataset")
+        .arg(sample())
+        .arg("--result-dir")
+        .arg(&third)
+        .args(["--img-size", "32", "--ch", "8", "--n-dis", "4", "--light", "--iteration", "3", "--resume-from"])
+        .arg(&numbered)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sample_params_0000002") && err.contains("has shape"), "{err}");
+    for dir in [first, second, third] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::train::config::TrainConfig;
 use crate::train::losses::GanType;
-use crate::train::run::{self, Outcome, RunPaths};
+use crate::train::run::{self, Outcome, RunPaths, Start};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +26,11 @@ pub struct TrainArgs {
     /// Continue from <result-dir>/<dataset>/model/latest.safetensors.
     #[arg(long)]
     pub resume: bool,
+    /// Start from the networks of another checkpoint: UGATIT-pytorch .pt, PaddleGAN .pdparams or
+    /// ours. Optimiser state starts fresh; a name ending in `_params_<step>` (the reference's)
+    /// continues after that step, as the reference's own resume does.
+    #[arg(long, value_name = "PATH", conflicts_with = "resume")]
+    pub resume_from: Option<PathBuf>,
     #[arg(long)]
     pub iteration: Option<i64>,
     #[arg(long)]
@@ -147,7 +152,9 @@ impl TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = args.resolve()?;
     let latest = RunPaths::new(&config).latest();
-    let resume_from = if args.resume {
+    let start = if let Some(path) = &args.resume_from {
+        Start::Import(path.clone())
+    } else if args.resume {
         if !latest.exists() {
             bail!("--resume: no checkpoint at {}", latest.display());
         }
@@ -161,15 +168,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
         config = resumed;
-        Some(latest)
+        Start::Resume(latest)
     } else {
-        None
+        Start::Fresh
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     eprintln!("training into {}", config.run_dir().display());
-    match run::train(&config, resume_from.as_deref(), interrupt)? {
+    match run::train(&config, &start, interrupt)? {
         Outcome::Finished => Ok(()),
         Outcome::Interrupted(step) => {
             eprintln!("interrupted after step {step}; continue with --resume");

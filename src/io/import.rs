@@ -269,7 +269,9 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 fn from_safetensors(data: &[u8]) -> Result<BTreeMap<String, Tensor>> {
     let st = SafeTensors::deserialize(data).map_err(|e| anyhow!("invalid safetensors file: {e}"))?;
     let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    // Our training checkpoints also hold the optimisers' state, which is not a network's.
+    let is_optimizer = |name: &str| name.starts_with("optimG.") || name.starts_with("optimD.");
+    for (name, view) in st.tensors().into_iter().filter(|(name, _)| !is_optimizer(name)) {
         let kind =
             kind_of(view.dtype()).ok_or_else(|| anyhow!("tensor {name} has unsupported dtype {:?}", view.dtype()))?;
         let shape = view

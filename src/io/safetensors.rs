@@ -162,15 +162,24 @@ pub fn copy_into(file: &BTreeMap<String, Tensor>, prefix: &str, vs: &VarStore, s
     }
     if !missing.is_empty() {
         missing.sort();
-        bail!("{}: missing {} tensor(s) the model needs: {}", source.display(), missing.len(), missing.join(", "));
+        bail!("{}: missing {} tensor(s) the model needs: {}", source.display(), missing.len(), first_few(&missing));
     }
-    let extra: Vec<&String> =
-        file.keys().filter(|k| k.starts_with(prefix) && !vars.contains_key(&k[prefix.len()..])).collect();
+    let extra: Vec<String> =
+        file.keys().filter(|k| k.starts_with(prefix) && !vars.contains_key(&k[prefix.len()..])).cloned().collect();
     if !extra.is_empty() {
-        let list: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-        bail!("{}: unexpected tensor(s) not in the model: {}", source.display(), list.join(", "));
+        bail!("{}: {} unexpected tensor(s) not in the model: {}", source.display(), extra.len(), first_few(&extra));
     }
     Ok(())
+}
+
+/// The first names of a list, for error messages that stay readable.
+fn first_few(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(", … ({} more)", names.len() - SHOWN));
+    }
+    text
 }
 
 /// Saves one network, keys as the reference's `state_dict`.

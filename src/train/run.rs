@@ -31,6 +31,23 @@ use tch::{Device, Tensor};
 /// Images per domain and split shown in the sample grids (the reference's 5 train + 5 test).
 const SAMPLES_PER_SPLIT: usize = 5;
 
+/// Where a run's state comes from.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Fresh networks from the seed.
+    Fresh,
+    /// Our training checkpoint: networks, optimisers and step.
+    Resume(PathBuf),
+    /// Networks from any checkpoint `import_checkpoint` reads; the step from a name ending in
+    /// `_params_<step>` (UGATIT-pytorch's numbered checkpoints), else 0.
+    Import(PathBuf),
+}
+
+/// The step in a UGATIT-pytorch checkpoint name (`selfie2anime_params_0100000.pt`).
+pub fn step_in_name(path: &Path) -> Option<i64> {
+    path.file_stem()?.to_str()?.rsplit_once("_params_")?.1.parse().ok()
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -197,7 +214,7 @@ fn progress_bar(start: i64, total: i64) -> ProgressBar {
 
 /// Runs (or with `resume`, continues) training as `config` says; `interrupt` is polled between
 /// steps.
-pub fn train(config: &TrainConfig, resume_from: Option<&Path>, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
+pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
     config.validate()?;
     let device = crate::device::parse(&config.device)?;
     crate::model::layers::set_cuda_convolutions(config.tf32, config.cudnn_benchmark);
@@ -216,9 +233,14 @@ pub fn train(config: &TrainConfig, resume_from: Option<&Path>, interrupt: Arc<At
     let nets = UGATIT::new(config.model_config()?, device);
     let adam = AdamConfig { weight_decay: config.weight_decay, ..AdamConfig::default() };
     let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam);
-    let done = match resume_from {
-        Some(path) => checkpoint::load(path, &mut trainer)?,
-        None => 0,
+    let done = match start {
+        Start::Fresh => 0,
+        Start::Resume(path) => checkpoint::load(path, &mut trainer)?,
+        Start::Import(path) => {
+            let tensors = crate::io::import::import_checkpoint(path)?;
+            crate::io::safetensors::copy_into(&tensors, "", &trainer.nets.vs, path)?;
+            step_in_name(path).unwrap_or(0)
+        }
     };
     crate::io::safetensors::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
     if done >= config.iteration {

@@ -2,7 +2,7 @@
 """CPU timing baseline (PyTorch) for the U-GAT-IT networks, using tools/oracle/ugatit_torch.py.
 
 Cases (default sizes ch 64, n_res 4, batch 1; PyTorch default init):
-  light_g_forward_256        light generator forward at 256 px under no_grad
+  light_g_forward_256        light generator forward at 256 px under no_grad (full_g_forward_256 likewise)
   light_g_fwd_bwd_<S>        light generator forward + backward at --img-size S
   global_d_fwd_bwd_<S>       global discriminator (n_layers 7) forward + backward
   local_d_fwd_bwd_<S>        local discriminator (n_layers 5) forward + backward
@@ -75,21 +75,22 @@ def main():
         results.append({"case": name, "ms": ms})
         print("torch %s %.3f" % (name, ms), flush=True)
 
-    name = "light_g_forward_256"
-    if wanted(name):
-        g = ut.ResnetGenerator(args.ch, args.n_res, 256, light=True).train()
-        x = torch.empty(1, 3, 256, 256).uniform_(-1, 1)
+    for kind, light in (("light", True), ("full", False)):
+        name = "%s_g_forward_256" % kind
+        if wanted(name):
+            g = ut.ResnetGenerator(args.ch, args.n_res, 256, light=light).train()
+            x = torch.empty(1, 3, 256, 256).uniform_(-1, 1)
 
-        def fwd():
-            with torch.no_grad():
-                g(x)
-        report(name, timed(fwd, args.warmup, args.reps))
+            def fwd():
+                with torch.no_grad():
+                    g(x)
+            report(name, timed(fwd, args.warmup, args.reps))
 
-    name = "light_g_fwd_bwd_%d" % s
-    if wanted(name):
-        g = ut.ResnetGenerator(args.ch, args.n_res, s, light=True).train()
-        x = torch.empty(b, 3, s, s).uniform_(-1, 1)
-        report(name, timed(fwd_bwd(g, x), args.warmup, args.reps))
+        name = "%s_g_fwd_bwd_%d" % (kind, s)
+        if wanted(name):
+            g = ut.ResnetGenerator(args.ch, args.n_res, s, light=light).train()
+            x = torch.empty(b, 3, s, s).uniform_(-1, 1)
+            report(name, timed(fwd_bwd(g, x), args.warmup, args.reps))
 
     name = "global_d_fwd_bwd_%d" % s
     if wanted(name):
