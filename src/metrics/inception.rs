@@ -115,7 +115,9 @@ fn chain(convs: &[ConvBn], xs: &Tensor) -> Tensor {
     convs.iter().fold(xs.shallow_clone(), |x, c| c.forward(&x))
 }
 
-/// `mixed`, `mixed_1`, `mixed_2` (35×35): 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1.
+/// Four parallel branches, 1×1 | tower | tower_1 | avg pool→1×1, concatenated: `mixed`,
+/// `mixed_1`, `mixed_2` (35×35, [`InceptionA::new`]) and `mixed_4` … `mixed_7` (17×17,
+/// [`InceptionA::factorised_7x7`]).
 #[derive(Debug)]
 pub struct InceptionA {
     pub conv: ConvBn,
@@ -144,6 +146,33 @@ impl InceptionA {
                 ConvBn::square(&t1 / "conv_2", 96, 96, 3, 1, 1),
             ],
             tower_2_conv: ConvBn::square(&vs / "tower_2" / "conv", c_in, pool_channels, 1, 1, 0),
+        }
+    }
+
+    /// `mixed_4` … `mixed_7` (17×17), the same four branches with factorised 7×7 convolutions and
+    /// `c7` inner channels (128, 160, 160, 192):
+    /// 1×1 | 1×1→1×7→7×1 | 1×1→7×1→1×7→7×1→1×7 | avg pool→1×1.
+    pub fn factorised_7x7(vs: Path, c7: i64) -> Self {
+        let c_in = 768;
+        let t = &vs / "tower";
+        let t1 = &vs / "tower_1";
+        let row = |p: Path, i: i64, o: i64| ConvBn::new(p, i, o, (1, 7), 1, (0, 3));
+        let col = |p: Path, i: i64, o: i64| ConvBn::new(p, i, o, (7, 1), 1, (3, 0));
+        Self {
+            conv: ConvBn::square(&vs / "conv", c_in, 192, 1, 1, 0),
+            tower: vec![
+                ConvBn::square(&t / "conv", c_in, c7, 1, 1, 0),
+                row(&t / "conv_1", c7, c7),
+                col(&t / "conv_2", c7, 192),
+            ],
+            tower_1: vec![
+                ConvBn::square(&t1 / "conv", c_in, c7, 1, 1, 0),
+                col(&t1 / "conv_1", c7, c7),
+                row(&t1 / "conv_2", c7, c7),
+                col(&t1 / "conv_3", c7, c7),
+                row(&t1 / "conv_4", c7, 192),
+            ],
+            tower_2_conv: ConvBn::square(&vs / "tower_2" / "conv", c_in, 192, 1, 1, 0),
         }
     }
 
@@ -191,62 +220,6 @@ impl InceptionB {
     /// Runs the branches and concatenates them along the channels.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         Tensor::cat(&[self.conv.forward(xs), chain(&self.tower, xs), max_pool_3x3_s2(xs)], 1)
-    }
-}
-
-/// `mixed_4` … `mixed_7` (17×17), factorised 7×7 convolutions with `c7` inner channels:
-/// 1×1 | 1×1→1×7→7×1 | 1×1→7×1→1×7→7×1→1×7 | avg pool→1×1.
-#[derive(Debug)]
-pub struct InceptionC {
-    pub conv: ConvBn,
-    pub tower: Vec<ConvBn>,
-    pub tower_1: Vec<ConvBn>,
-    pub tower_2_conv: ConvBn,
-}
-
-impl InceptionC {
-    fn convs_mut(&mut self) -> Vec<&mut ConvBn> {
-        let mut v: Vec<&mut ConvBn> = vec![&mut self.conv, &mut self.tower_2_conv];
-        v.extend(self.tower.iter_mut().chain(self.tower_1.iter_mut()));
-        v
-    }
-
-    /// `c7`: channels inside the factorised 7×7 branches (128, 160, 160, 192).
-    pub fn new(vs: Path, c7: i64) -> Self {
-        let c_in = 768;
-        let t = &vs / "tower";
-        let t1 = &vs / "tower_1";
-        let row = |p: Path, i: i64, o: i64| ConvBn::new(p, i, o, (1, 7), 1, (0, 3));
-        let col = |p: Path, i: i64, o: i64| ConvBn::new(p, i, o, (7, 1), 1, (3, 0));
-        Self {
-            conv: ConvBn::square(&vs / "conv", c_in, 192, 1, 1, 0),
-            tower: vec![
-                ConvBn::square(&t / "conv", c_in, c7, 1, 1, 0),
-                row(&t / "conv_1", c7, c7),
-                col(&t / "conv_2", c7, 192),
-            ],
-            tower_1: vec![
-                ConvBn::square(&t1 / "conv", c_in, c7, 1, 1, 0),
-                col(&t1 / "conv_1", c7, c7),
-                row(&t1 / "conv_2", c7, c7),
-                col(&t1 / "conv_3", c7, c7),
-                row(&t1 / "conv_4", c7, 192),
-            ],
-            tower_2_conv: ConvBn::square(&vs / "tower_2" / "conv", c_in, 192, 1, 1, 0),
-        }
-    }
-
-    /// Runs the branches and concatenates them along the channels.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        Tensor::cat(
-            &[
-                self.conv.forward(xs),
-                chain(&self.tower, xs),
-                chain(&self.tower_1, xs),
-                self.tower_2_conv.forward(&avg_pool_3x3_same(xs)),
-            ],
-            1,
-        )
     }
 }
 
@@ -374,10 +347,10 @@ pub struct InceptionV3 {
     pub mixed_1: InceptionA,
     pub mixed_2: InceptionA,
     pub mixed_3: InceptionB,
-    pub mixed_4: InceptionC,
-    pub mixed_5: InceptionC,
-    pub mixed_6: InceptionC,
-    pub mixed_7: InceptionC,
+    pub mixed_4: InceptionA,
+    pub mixed_5: InceptionA,
+    pub mixed_6: InceptionA,
+    pub mixed_7: InceptionA,
     pub mixed_8: InceptionD,
     pub mixed_9: InceptionE,
     pub mixed_10: InceptionE,
@@ -399,10 +372,10 @@ impl InceptionV3 {
             mixed_1: InceptionA::new(&l / "mixed_1", 256, 64),
             mixed_2: InceptionA::new(&l / "mixed_2", 288, 64),
             mixed_3: InceptionB::new(&l / "mixed_3", 288),
-            mixed_4: InceptionC::new(&l / "mixed_4", 128),
-            mixed_5: InceptionC::new(&l / "mixed_5", 160),
-            mixed_6: InceptionC::new(&l / "mixed_6", 160),
-            mixed_7: InceptionC::new(&l / "mixed_7", 192),
+            mixed_4: InceptionA::factorised_7x7(&l / "mixed_4", 128),
+            mixed_5: InceptionA::factorised_7x7(&l / "mixed_5", 160),
+            mixed_6: InceptionA::factorised_7x7(&l / "mixed_6", 160),
+            mixed_7: InceptionA::factorised_7x7(&l / "mixed_7", 192),
             mixed_8: InceptionD::new(&l / "mixed_8"),
             mixed_9: InceptionE::new(&l / "mixed_9", 1280, false),
             mixed_10: InceptionE::new(&l / "mixed_10", 2048, true),
