@@ -42,7 +42,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// The networks a U-GAT-IT checkpoint holds, in the reference's order.
-pub const NETWORKS: [&str; 6] = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"];
+pub use crate::model::ugatit::NET_NAMES as NETWORKS;
 
 /// A checkpoint container, as told by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
