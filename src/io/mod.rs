@@ -1,5 +1,6 @@
 //! Reading and writing model files.
 
+pub mod atomic;
 pub mod image;
 pub mod import;
 pub mod pdparams;

@@ -10,7 +10,6 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -65,27 +64,7 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<Stri
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     let bytes = safetensors::serialize(views, &(!meta.is_empty()).then_some(meta))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it into place, so a crash
-/// leaves either the old file or the new one, never a torn one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    crate::io::atomic::write_atomic(path, &bytes)
 }
 
 /// A safetensors file read into memory.

@@ -164,7 +164,7 @@ impl LossLog {
             text.push_str(&Self::row(*step, f64::NAN, values));
         }
         // Rewritten whole (small), then appended to.
-        crate::io::safetensors::write_atomic(path, text.as_bytes())?;
+        crate::io::atomic::write_atomic(path, text.as_bytes())?;
         let file = OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Self { writer: BufWriter::new(file), history })
     }
@@ -242,7 +242,7 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
             step_in_name(path).unwrap_or(0)
         }
     };
-    crate::io::safetensors::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
+    crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
     if done >= config.iteration {
         eprintln!("{}: already at step {done} of {}", paths.latest().display(), config.iteration);
         return Ok(Outcome::Finished);

@@ -10,9 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Device, Kind, Tensor};
 
 /// Rows of a sample column.
@@ -213,40 +211,9 @@ pub fn jet(i: u8) -> [u8; 3] {
     [channel(3), channel(2), blue]
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `path` through a temporary file in the same folder and a rename, so readers never
-/// see a partial file; creates missing parent folders.
-pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error()).context("flushing")?;
-        file.sync_all().context("syncing")?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
 /// Saves `img` as PNG at `path`, atomically (temporary file + rename).
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    write_atomically(path, |out| {
+    crate::io::atomic::write_atomically(path, |out| {
         image::codecs::png::PngEncoder::new(out)
             .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
             .context("encoding PNG")

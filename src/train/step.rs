@@ -95,12 +95,6 @@ impl StepLosses {
     pub fn values(&self) -> Vec<f64> {
         Vec::<f64>::try_from(self.0.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default()
     }
-
-    /// The value of the term `name`.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        let i = LOSS_NAMES.iter().position(|n| *n == name)?;
-        self.values().get(i).copied()
-    }
 }
 
 /// The six networks with their two optimisers and the loss configuration.
