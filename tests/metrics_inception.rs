@@ -134,7 +134,7 @@ fn folder_features_are_cached_and_invalidated() {
 #[test]
 fn cuda_matches_cpu() {
     // Random weights: this checks the device path (TF32 must stay off), not the weights.
-    if !tch::Cuda::is_available() {
+    if !ugatit::device::cuda_available() {
         let _ = writeln!(std::io::stderr(), "SKIPPED: cuda_matches_cpu needs a CUDA device");
         return;
     }

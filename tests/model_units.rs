@@ -132,7 +132,7 @@ fn safetensors_round_trip_keeps_every_variable() {
 
 #[test]
 fn cuda_request_without_gpu_is_a_clear_error() {
-    if tch::Cuda::is_available() {
+    if ugatit::device::cuda_available() {
         return;
     }
     let err = ugatit::device::parse("cuda").unwrap_err().to_string();

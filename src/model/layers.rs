@@ -83,11 +83,20 @@ pub fn instance_norm(xs: &Tensor) -> Tensor {
 }
 
 /// The CAM attention's `conv1x1(cat([x·w_gap, x·w_gmp], 1))`, where the reference re-weights the
-/// `[B, C, H, W]` features channel-wise by each CAM classifier's `[1, C]` weight. Computed as one
-/// convolution of `x` with the folded weight `W[:, :C]·w_gap + W[:, C:]·w_gmp`: the same linear map,
-/// without materialising the two re-weighted copies and their `2C`-channel concatenation.
+/// `[B, C, H, W]` features channel-wise by each CAM classifier's `[1, C]` weight.
+///
+/// Where the features outnumber the weight (the generators), computed as one convolution of `x`
+/// with the folded weight `W[:, :C]·w_gap + W[:, C:]·w_gmp`: the same linear map at half the
+/// arithmetic, without the two re-weighted copies. Where the weight is larger (the deep
+/// discriminator layers, a few pixels wide), as the reference writes it, so that no weight-sized
+/// copy is kept for the backward pass.
 pub fn cam_conv1x1(xs: &Tensor, conv1x1: &Conv2d, w_gap: &Tensor, w_gmp: &Tensor) -> Tensor {
-    let c = xs.size()[1];
+    let (b, c, h, w) = xs.size4().expect("CAM features are [B, C, H, W]");
+    let c_out = conv1x1.weight.size()[0];
+    if 2 * b * h * w < c_out {
+        let x = Tensor::cat(&[xs * w_gap.view([1, c, 1, 1]), xs * w_gmp.view([1, c, 1, 1])], 1);
+        return conv(&x, &conv1x1.weight, conv1x1.bias.as_ref(), 1);
+    }
     let scale = Tensor::cat(&[w_gap, w_gmp], 1).view([1, 2 * c, 1, 1]);
     let scaled = &conv1x1.weight * scale;
     let weight = scaled.narrow(1, 0, c) + scaled.narrow(1, c, c);

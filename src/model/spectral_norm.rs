@@ -5,6 +5,11 @@
 //! the model. A train-mode forward runs one power iteration and stores the new `u`, `v`; an
 //! eval-mode forward reuses them. The normalised weight is `weight_orig / σ` with
 //! `σ = uᵀ W v`, gradients flowing through `W` only.
+//!
+//! The layers are linear in their weight, so `f(x, W/σ) = f(x, W)/σ`: each divides whichever is
+//! smaller, the weight or the output. The discriminators' deep layers hold millions of weights
+//! but produce a few pixels, and every forward would otherwise keep its own normalised copy of
+//! the weight for the backward pass (eight forwards per discriminator step).
 
 use super::layers::{conv, torch_default_init, Conv2d};
 use tch::nn;
@@ -39,8 +44,8 @@ impl SpectralNorm {
         Self { weight_u: fresh("weight_u", h), weight_v: fresh("weight_v", w), weight_orig }
     }
 
-    /// The normalised weight, after one power iteration when `train`.
-    pub fn weight(&self, train: bool) -> Tensor {
+    /// The largest singular value estimate `σ`, after one power iteration when `train`.
+    pub fn sigma(&self, train: bool) -> Tensor {
         let out = self.weight_orig.size()[0];
         let w_mat = self.weight_orig.view([out, -1]);
         let (u, v) = if train {
@@ -55,8 +60,7 @@ impl SpectralNorm {
         } else {
             (self.weight_u.detach(), self.weight_v.detach())
         };
-        let sigma = u.dot(&w_mat.mv(&v));
-        &self.weight_orig / sigma
+        u.dot(&w_mat.mv(&v))
     }
 }
 
@@ -75,7 +79,19 @@ impl SnConv2d {
     }
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        conv(xs, &self.sn.weight(train), self.bias.as_ref(), self.stride)
+        let w = &self.sn.weight_orig;
+        let sigma = self.sn.sigma(train);
+        let (b, _, h, wd) = xs.size4().expect("convolution input is [B, C, H, W]");
+        let [c_out, _, k, _] = w.size()[..] else { unreachable!("conv weights are 4-d") };
+        let out_numel = b * c_out * ((h - k) / self.stride + 1) * ((wd - k) / self.stride + 1);
+        if out_numel >= w.numel() as i64 {
+            return conv(xs, &(w / sigma), self.bias.as_ref(), self.stride);
+        }
+        let y = conv(xs, w, None, self.stride);
+        match &self.bias {
+            Some(bias) => bias.view([1, -1, 1, 1]).addcdiv(&y, &sigma),
+            None => y / sigma,
+        }
     }
 }
 
@@ -91,7 +107,9 @@ impl SnLinear {
         Self { sn: SpectralNorm::new(&vs, weight) }
     }
 
+    /// The output is divided (U-GAT-IT's linear layers have one output and thousands of inputs).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.linear::<Tensor>(&self.sn.weight(train), None)
+        let sigma = self.sn.sigma(train);
+        xs.linear::<Tensor>(&self.sn.weight_orig, None) / sigma
     }
 }

@@ -46,10 +46,12 @@ pub fn mse(x: &Tensor, target: f64) -> Tensor {
     (x - target).square().mean(Kind::Float)
 }
 
-/// The generator's CAM loss: its auxiliary classifier should say "source domain" (1) for the
-/// logits of an image it translates and "not source" (0) for an image already in its target domain.
-pub fn cam_loss(source_logit: &Tensor, target_logit: &Tensor) -> Tensor {
-    bce_with_logits(source_logit, 1.0) + bce_with_logits(target_logit, 0.0)
+/// One half of a generator's CAM loss: its auxiliary classifier should say "source domain" (1)
+/// for the logits of an image it translates and "not source" (0) for an image already in its
+/// target domain. The halves come from different forwards, which the training step differentiates
+/// in different passes.
+pub fn cam_loss(logit: &Tensor, is_source: bool) -> Tensor {
+    bce_with_logits(logit, if is_source { 1.0 } else { 0.0 })
 }
 
 /// The discriminator's loss on the logits of a real and a fake batch.
@@ -92,15 +94,9 @@ fn penalty(gan: GanType, out: &Tensor, x: &Tensor) -> Tensor {
     excess.square().mean(Kind::Float) * GP_WEIGHT
 }
 
-/// The penalty of one domain: both of its discriminators at the same interpolated point, on the
-/// patch and the CAM logits. `x` must require grad. Each call is a train-mode forward.
-pub fn gradient_penalty(gan: GanType, discriminators: [&Discriminator; 2], x: &Tensor) -> Tensor {
-    discriminators
-        .iter()
-        .map(|d| {
-            let out = d.forward_t(x, true);
-            penalty(gan, &out.logit, x) + penalty(gan, &out.cam_logit, x)
-        })
-        .reduce(|a, b| a + b)
-        .expect("two discriminators")
+/// The penalty of one discriminator at the interpolated point `x` (which must require grad), on
+/// its patch and CAM logits. A train-mode forward.
+pub fn gradient_penalty(gan: GanType, d: &Discriminator, x: &Tensor) -> Tensor {
+    let out = d.forward_t(x, true);
+    penalty(gan, &out.logit, x) + penalty(gan, &out.cam_logit, x)
 }

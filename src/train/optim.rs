@@ -48,38 +48,58 @@ impl Adam {
         Self { config, slots, step: 0 }
     }
 
-    /// Clears the gradients of every parameter.
-    pub fn zero_grad(&mut self) {
-        for slot in &mut self.slots {
-            slot.param.zero_grad();
-        }
+    /// Starts the next update: advances the step count that bias correction uses. Each parameter
+    /// then moves once, by [`Adam::minimize`] or [`Adam::update`] on its group.
+    pub fn begin_update(&mut self) {
+        self.step += 1;
     }
 
-    /// One update at learning rate `lr` from the accumulated gradients.
-    pub fn step(&mut self, lr: f64) {
+    /// The parameters whose names start with `group`, in the order [`Adam::update`] takes their
+    /// gradients.
+    pub fn parameters(&self, group: &str) -> Vec<&Tensor> {
+        self.slots.iter().filter(|s| s.name.starts_with(group)).map(|s| &s.param).collect()
+    }
+
+    /// Moves the parameters of `group` at learning rate `lr` to lower `loss`.
+    ///
+    /// Gradients are computed for these parameters only, so the backward pass skips every other
+    /// weight's gradient, and each is freed as soon as its parameter moves: unlike torch's `.grad`,
+    /// no gradient outlives the update.
+    pub fn minimize(&mut self, group: &str, loss: &Tensor, lr: f64) {
+        let grads = Tensor::run_backward(&[loss], &self.parameters(group), false, false);
+        self.update(group, grads, lr);
+    }
+
+    /// Moves the parameters of `group` at learning rate `lr` by their gradients `grads` (in
+    /// [`Adam::parameters`] order; an undefined one leaves its parameter and moments alone, as
+    /// torch skips a `None` gradient).
+    pub fn update(&mut self, group: &str, grads: Vec<Tensor>, lr: f64) {
         let AdamConfig { beta1, beta2, eps, weight_decay } = self.config;
-        self.step += 1;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
         // torch: p −= (lr/bias1) · m / (√v / bias2_sqrt + eps). The step size is folded into the
         // denominator so the update is four in-place passes over each tensor after the moments.
         let (scale, offset) = (-bias1 / (lr * bias2_sqrt), -eps * bias1 / lr);
+        let slots = self.slots.iter_mut().filter(|s| s.name.starts_with(group));
         tch::no_grad(|| {
-            for slot in &mut self.slots {
-                let grad = slot.param.grad();
+            let decay = Tensor::from(weight_decay);
+            for (slot, mut grad) in slots.zip(grads) {
                 if !grad.defined() {
                     continue;
                 }
-                // Not in place: `.grad` stays the loss gradient, as in torch.
-                let grad = if weight_decay != 0.0 { grad + &slot.param * weight_decay } else { grad };
+                // In place, without temporaries: these gradients are ours, and once the moments
+                // have them the gradient's memory holds the denominator.
+                if weight_decay != 0.0 {
+                    let _ = grad.addcmul_(&slot.param, &decay);
+                }
                 let _ = slot.exp_avg.lerp_(&grad, 1.0 - beta1);
-                let _ = slot.exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
+                let _ = slot.exp_avg_sq.lerp_(&grad.square_(), 1.0 - beta2);
                 if lr == 0.0 {
                     // The last step of a decayed run: the moments move, the parameters cannot.
                     continue;
                 }
-                let mut denom = slot.exp_avg_sq.sqrt();
-                let _ = denom.g_mul_scalar_(scale).g_add_scalar_(offset);
+                let denom = slot.exp_avg_sq.sqrt_out(&grad);
+                let _ = grad.g_mul_scalar_(scale).g_add_scalar_(offset);
                 let _ = slot.param.addcdiv_(&slot.exp_avg, &denom);
             }
         });

@@ -6,13 +6,21 @@
 //! 2. the generator step with adversarial (patch and CAM logits), cycle, identity and CAM losses,
 //!    followed by the `rho` clamp.
 //!
-//! Unlike the reference, the discriminator step does not back-propagate into the generators
-//! (the reference discards those gradients anyway), and the generators' first translations are
-//! computed once and reused by the generator step, which sees the same weights.
+//! The arithmetic is the reference's; the order of work is arranged for memory and time:
+//!
+//! - the discriminator step does not back-propagate into the generators (the reference discards
+//!   those gradients anyway), and the generators' first translations are computed once and reused
+//!   by the generator step, which sees the same weights;
+//! - the four discriminators' losses are independent, so each is built, differentiated and
+//!   applied in turn: one discriminator's graph and gradients are alive at a time;
+//! - the generator step never computes the discriminators' weight gradients, and runs its backward
+//!   in three passes that cut the graph at the first translations, so that four of the six
+//!   generator forwards' activations are alive at once instead of six;
+//! - between these phases the memory they freed goes back to the operating system.
 
 use super::losses::{cam_loss, discriminator_loss, generator_loss, gradient_penalty, penalty_point, GanType};
 use super::optim::{Adam, AdamConfig};
-use crate::model::{Discriminator, UGATIT};
+use crate::model::{Discriminator, GeneratorOutput, UGATIT};
 use tch::{Kind, Tensor};
 
 /// Weights of the loss terms (the paper's λ: 1, 10, 10, 1000).
@@ -106,10 +114,68 @@ pub struct Trainer {
     pub weights: LossWeights,
 }
 
-/// Σ of the patch and CAM losses of one discriminator output pair.
+/// The patch and CAM terms of one discriminator's loss.
 struct DTerms {
     patch: Tensor,
     cam: Tensor,
+}
+
+impl DTerms {
+    fn sum(&self) -> Tensor {
+        &self.patch + &self.cam
+    }
+}
+
+/// The discriminator terms for `d` on a real and a fake batch (real scored first).
+fn d_terms(gan: GanType, d: &Discriminator, real: &Tensor, fake: &Tensor) -> DTerms {
+    let r = d.forward_t(real, true);
+    let f = d.forward_t(fake, true);
+    DTerms {
+        patch: discriminator_loss(gan, &r.logit, &f.logit),
+        cam: discriminator_loss(gan, &r.cam_logit, &f.cam_logit),
+    }
+}
+
+/// The generator's adversarial terms for `d` on a fake batch.
+fn g_terms(gan: GanType, d: &Discriminator, fake: &Tensor) -> DTerms {
+    let f = d.forward_t(fake, true);
+    DTerms { patch: generator_loss(gan, &f.logit), cam: generator_loss(gan, &f.cam_logit) }
+}
+
+/// `Σ t·grad` with `grad` constant: its gradient with respect to `t` is `grad`, which carries a
+/// gradient computed downstream of a cut (a detached copy of `t`) back into `t`'s own graph.
+fn carry(t: &Tensor, grad: &Tensor) -> Tensor {
+    (t * grad).sum(Kind::Float)
+}
+
+/// Adds `more` into `sum`, gradient by gradient (an undefined one is absent).
+fn accumulate(sum: &mut [Tensor], more: Vec<Tensor>) {
+    for (acc, g) in sum.iter_mut().zip(more) {
+        if !g.defined() {
+            continue;
+        }
+        if acc.defined() {
+            let _ = acc.g_add_(&g);
+        } else {
+            *acc = g;
+        }
+    }
+}
+
+/// Returns the memory freed so far to the operating system. glibc keeps freed blocks in its heap,
+/// where the fragments that one phase of the step leaves held up to a fifth of the peak resident
+/// memory at 64 px; trimming between phases costs a few milliseconds.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A detached copy of `t` that is a leaf of the graphs built on it.
+fn cut(t: &Tensor) -> Tensor {
+    t.detach().set_requires_grad(true)
 }
 
 impl Trainer {
@@ -119,92 +185,199 @@ impl Trainer {
         Self { nets, opt_g, opt_d, gan, weights }
     }
 
-    /// The discriminator terms for `d` on a real and a fake batch (real scored first).
-    fn d_terms(&self, d: &Discriminator, real: &Tensor, fake: &Tensor) -> DTerms {
-        let r = d.forward_t(real, true);
-        let f = d.forward_t(fake, true);
-        DTerms {
-            patch: discriminator_loss(self.gan, &r.logit, &f.logit),
-            cam: discriminator_loss(self.gan, &r.cam_logit, &f.cam_logit),
-        }
-    }
-
-    /// The generator's adversarial terms for `d` on a fake batch.
-    fn g_terms(&self, d: &Discriminator, fake: &Tensor) -> DTerms {
-        let f = d.forward_t(fake, true);
-        DTerms { patch: generator_loss(self.gan, &f.logit), cam: generator_loss(self.gan, &f.cam_logit) }
-    }
-
     /// Runs one iteration at learning rate `lr` on the batches `real_a`, `real_b`.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> StepLosses {
-        let nets = &self.nets;
-        let w = self.weights;
         // First translations, with the generators' graphs kept for the generator step.
-        let a2b = nets.gen_a2b.forward(real_a);
-        let b2a = nets.gen_b2a.forward(real_b);
-
-        // Discriminator step.
-        self.opt_d.zero_grad();
-        let (fake_a2b, fake_b2a) = (a2b.image.detach(), b2a.image.detach());
-        let ga = self.d_terms(&nets.dis_ga, real_a, &fake_b2a);
-        let la = self.d_terms(&nets.dis_la, real_a, &fake_b2a);
-        let gb = self.d_terms(&nets.dis_gb, real_b, &fake_a2b);
-        let lb = self.d_terms(&nets.dis_lb, real_b, &fake_a2b);
-        let penalty =
-            |ds: [&Discriminator; 2], real: &Tensor, fake: &Tensor, alpha: &Option<Tensor>, n: &Option<Tensor>| {
-                match alpha {
-                    Some(alpha) => {
-                        let x = penalty_point(self.gan, real, fake, alpha, n.as_ref()).detach().set_requires_grad(true);
-                        gradient_penalty(self.gan, ds, &x)
-                    }
-                    None => Tensor::zeros([], (Kind::Float, real.device())),
-                }
-            };
-        let gp_a = penalty([&nets.dis_ga, &nets.dis_la], real_a, &fake_b2a, &noise.alpha_a, &noise.noise_a);
-        let gp_b = penalty([&nets.dis_gb, &nets.dis_lb], real_b, &fake_a2b, &noise.alpha_b, &noise.noise_b);
-        let d_loss_a = (&ga.patch + &ga.cam + &la.patch + &la.cam + &gp_a) * w.adv;
-        let d_loss_b = (&gb.patch + &gb.cam + &lb.patch + &lb.cam + &gp_b) * w.adv;
-        let d_loss = &d_loss_a + &d_loss_b;
-        d_loss.backward();
-        self.opt_d.step(lr);
-
-        // Generator step.
-        self.opt_g.zero_grad();
-        let nets = &self.nets;
-        let a2b2a = nets.gen_b2a.forward(&a2b.image);
-        let b2a2b = nets.gen_a2b.forward(&b2a.image);
-        let a2a = nets.gen_b2a.forward(real_a);
-        let b2b = nets.gen_a2b.forward(real_b);
-        let g_ga = self.g_terms(&nets.dis_ga, &b2a.image);
-        let g_la = self.g_terms(&nets.dis_la, &b2a.image);
-        let g_gb = self.g_terms(&nets.dis_gb, &a2b.image);
-        let g_lb = self.g_terms(&nets.dis_lb, &a2b.image);
-        let recon_a = a2b2a.image.l1_loss(real_a, tch::Reduction::Mean);
-        let recon_b = b2a2b.image.l1_loss(real_b, tch::Reduction::Mean);
-        let ident_a = a2a.image.l1_loss(real_a, tch::Reduction::Mean);
-        let ident_b = b2b.image.l1_loss(real_b, tch::Reduction::Mean);
-        // A generator's CAM must tell its source domain (B for genB2A) from its target domain.
-        let cam_a = cam_loss(&b2a.cam_logit, &a2a.cam_logit);
-        let cam_b = cam_loss(&a2b.cam_logit, &b2b.cam_logit);
-        let g_loss_a = (&g_ga.patch + &g_ga.cam + &g_la.patch + &g_la.cam) * w.adv
-            + &recon_a * w.cycle
-            + &ident_a * w.identity
-            + &cam_a * w.cam;
-        let g_loss_b = (&g_gb.patch + &g_gb.cam + &g_lb.patch + &g_lb.cam) * w.adv
-            + &recon_b * w.cycle
-            + &ident_b * w.identity
-            + &cam_b * w.cam;
-        let g_loss = &g_loss_a + &g_loss_b;
-        g_loss.backward();
-        self.opt_g.step(lr);
+        let a2b = self.nets.gen_a2b.forward(real_a);
+        let b2a = self.nets.gen_b2a.forward(real_b);
+        release_freed_memory();
+        let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise, lr);
+        let g = self.generator_step(real_a, real_b, a2b, b2a, lr);
         self.nets.clip_rho();
+        let w = self.weights;
 
+        let d_loss_a = (&d.ga.patch + &d.ga.cam + &d.la.patch + &d.la.cam + &d.gp_a) * w.adv;
+        let d_loss_b = (&d.gb.patch + &d.gb.cam + &d.lb.patch + &d.lb.cam + &d.gp_b) * w.adv;
+        let d_loss = &d_loss_a + &d_loss_b;
+        let g_loss_a = (&g.ga.patch + &g.ga.cam + &g.la.patch + &g.la.cam) * w.adv
+            + &g.recon_a * w.cycle
+            + &g.ident_a * w.identity
+            + &g.cam_a * w.cam;
+        let g_loss_b = (&g.gb.patch + &g.gb.cam + &g.lb.patch + &g.lb.cam) * w.adv
+            + &g.recon_b * w.cycle
+            + &g.ident_b * w.identity
+            + &g.cam_b * w.cam;
+        let g_loss = &g_loss_a + &g_loss_b;
         let terms = [
-            d_loss, g_loss, d_loss_a, d_loss_b, g_loss_a, g_loss_b, ga.patch, ga.cam, la.patch, la.cam, gb.patch,
-            gb.cam, lb.patch, lb.cam, gp_a, gp_b, g_ga.patch, g_ga.cam, g_la.patch, g_la.cam, g_gb.patch, g_gb.cam,
-            g_lb.patch, g_lb.cam, recon_a, recon_b, ident_a, ident_b, cam_a, cam_b,
+            &d_loss,
+            &g_loss,
+            &d_loss_a,
+            &d_loss_b,
+            &g_loss_a,
+            &g_loss_b,
+            &d.ga.patch,
+            &d.ga.cam,
+            &d.la.patch,
+            &d.la.cam,
+            &d.gb.patch,
+            &d.gb.cam,
+            &d.lb.patch,
+            &d.lb.cam,
+            &d.gp_a,
+            &d.gp_b,
+            &g.ga.patch,
+            &g.ga.cam,
+            &g.la.patch,
+            &g.la.cam,
+            &g.gb.patch,
+            &g.gb.cam,
+            &g.lb.patch,
+            &g.lb.cam,
+            &g.recon_a,
+            &g.recon_b,
+            &g.ident_a,
+            &g.ident_b,
+            &g.cam_a,
+            &g.cam_b,
         ];
-        let terms: Vec<Tensor> = terms.iter().map(|t| t.detach().to_kind(Kind::Double).reshape([1])).collect();
+        let terms: Vec<Tensor> = terms.iter().map(|t| t.to_kind(Kind::Double).reshape([1])).collect();
         StepLosses(Tensor::cat(&terms, 0))
     }
+
+    /// Updates the four discriminators on the real batches and the generators' (detached) fakes.
+    fn discriminator_step(
+        &mut self,
+        real_a: &Tensor,
+        real_b: &Tensor,
+        fake_a2b: &Tensor,
+        fake_b2a: &Tensor,
+        noise: &PenaltyNoise,
+        lr: f64,
+    ) -> DLosses {
+        let Self { nets, opt_d, gan, weights, .. } = self;
+        let gan = *gan;
+        // The penalty's point, one per domain, shared by its global and local discriminator.
+        let point = |real: &Tensor, fake: &Tensor, alpha: &Option<Tensor>, n: &Option<Tensor>| {
+            alpha.as_ref().map(|alpha| cut(&penalty_point(gan, real, fake, alpha, n.as_ref())))
+        };
+        let x_a = point(real_a, fake_b2a, &noise.alpha_a, &noise.noise_a);
+        let x_b = point(real_b, fake_a2b, &noise.alpha_b, &noise.noise_b);
+        opt_d.begin_update();
+        let mut one = |name: &str, d: &Discriminator, real: &Tensor, fake: &Tensor, x: &Option<Tensor>| {
+            let terms = d_terms(gan, d, real, fake);
+            let gp = match x {
+                Some(x) => gradient_penalty(gan, d, x),
+                None => Tensor::zeros([], (Kind::Float, real.device())),
+            };
+            release_freed_memory();
+            opt_d.minimize(name, &((terms.sum() + &gp) * weights.adv), lr);
+            (DTerms { patch: terms.patch.detach(), cam: terms.cam.detach() }, gp.detach())
+        };
+        let (ga, gp_ga) = one("disGA.", &nets.dis_ga, real_a, fake_b2a, &x_a);
+        let (la, gp_la) = one("disLA.", &nets.dis_la, real_a, fake_b2a, &x_a);
+        let (gb, gp_gb) = one("disGB.", &nets.dis_gb, real_b, fake_a2b, &x_b);
+        let (lb, gp_lb) = one("disLB.", &nets.dis_lb, real_b, fake_a2b, &x_b);
+        DLosses { ga, la, gb, lb, gp_a: gp_ga + gp_la, gp_b: gp_gb + gp_lb }
+    }
+
+    /// Updates the generators, given their first translations `a2b`, `b2a` (with graphs).
+    ///
+    /// The backward runs in three passes, cut at the first translations' images: (1) everything
+    /// downstream of the fakes plus genB2A's identity, giving genB2A's gradients and each fake's
+    /// gradient from its discriminators and cycle; (2) genA2B's cycle and identity and, through
+    /// the cut, its first translation: genA2B is complete and updated; (3) genB2A's first
+    /// translation, completing genB2A.
+    fn generator_step(
+        &mut self,
+        real_a: &Tensor,
+        real_b: &Tensor,
+        a2b: GeneratorOutput,
+        b2a: GeneratorOutput,
+        lr: f64,
+    ) -> GLosses {
+        let Self { nets, opt_g, gan, weights: w, .. } = self;
+        let gan = *gan;
+        let l1 = |x: &Tensor, y: &Tensor| x.l1_loss(y, tch::Reduction::Mean);
+        opt_g.begin_update();
+        let (fake_a2b, fake_b2a) = (cut(&a2b.image), cut(&b2a.image));
+
+        let (ga, la) = (g_terms(gan, &nets.dis_ga, &fake_b2a), g_terms(gan, &nets.dis_la, &fake_b2a));
+        let (gb, lb) = (g_terms(gan, &nets.dis_gb, &fake_a2b), g_terms(gan, &nets.dis_lb, &fake_a2b));
+        let a2b2a = nets.gen_b2a.forward(&fake_a2b);
+        let a2a = nets.gen_b2a.forward(real_a);
+        let recon_a = l1(&a2b2a.image, real_a);
+        let ident_a = l1(&a2a.image, real_a);
+        let cam_a2a = cam_loss(&a2a.cam_logit, false);
+        let loss = (ga.sum() + la.sum() + gb.sum() + lb.sum()) * w.adv
+            + &recon_a * w.cycle
+            + &ident_a * w.identity
+            + &cam_a2a * w.cam;
+        let mut inputs = opt_g.parameters("genB2A.");
+        inputs.extend([&fake_a2b, &fake_b2a]);
+        release_freed_memory();
+        let mut grads_b2a = Tensor::run_backward(&[loss], &inputs, false, false);
+        let grad_fake_b2a = grads_b2a.pop().expect("gradient of fake_b2a");
+        let grad_fake_a2b = grads_b2a.pop().expect("gradient of fake_a2b");
+        drop((a2b2a, a2a));
+
+        let b2a2b = nets.gen_a2b.forward(&fake_b2a);
+        let b2b = nets.gen_a2b.forward(real_b);
+        let recon_b = l1(&b2a2b.image, real_b);
+        let ident_b = l1(&b2b.image, real_b);
+        let (cam_a2b, cam_b2b) = (cam_loss(&a2b.cam_logit, true), cam_loss(&b2b.cam_logit, false));
+        let loss = &recon_b * w.cycle
+            + &ident_b * w.identity
+            + (&cam_a2b + &cam_b2b) * w.cam
+            + carry(&a2b.image, &grad_fake_a2b);
+        let mut inputs = opt_g.parameters("genA2B.");
+        inputs.push(&fake_b2a);
+        release_freed_memory();
+        let mut grads_a2b = Tensor::run_backward(&[loss], &inputs, false, false);
+        let grad_fake_b2a = grad_fake_b2a + grads_a2b.pop().expect("gradient of fake_b2a");
+        opt_g.update("genA2B.", grads_a2b, lr);
+        drop((b2a2b, b2b, a2b));
+
+        let cam_b2a = cam_loss(&b2a.cam_logit, true);
+        let loss = &cam_b2a * w.cam + carry(&b2a.image, &grad_fake_b2a);
+        accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &opt_g.parameters("genB2A."), false, false));
+        opt_g.update("genB2A.", grads_b2a, lr);
+
+        let d = |t: &DTerms| DTerms { patch: t.patch.detach(), cam: t.cam.detach() };
+        GLosses {
+            ga: d(&ga),
+            la: d(&la),
+            gb: d(&gb),
+            lb: d(&lb),
+            recon_a: recon_a.detach(),
+            recon_b: recon_b.detach(),
+            ident_a: ident_a.detach(),
+            ident_b: ident_b.detach(),
+            cam_a: (cam_b2a + cam_a2a).detach(),
+            cam_b: (cam_a2b + cam_b2b).detach(),
+        }
+    }
+}
+
+/// The discriminator step's terms (detached).
+struct DLosses {
+    ga: DTerms,
+    la: DTerms,
+    gb: DTerms,
+    lb: DTerms,
+    gp_a: Tensor,
+    gp_b: Tensor,
+}
+
+/// The generator step's terms (detached).
+struct GLosses {
+    ga: DTerms,
+    la: DTerms,
+    gb: DTerms,
+    lb: DTerms,
+    recon_a: Tensor,
+    recon_b: Tensor,
+    ident_a: Tensor,
+    ident_b: Tensor,
+    cam_a: Tensor,
+    cam_b: Tensor,
 }
