@@ -80,9 +80,11 @@ impl Adam {
         // torch: p −= (lr/bias1) · m / (√v / bias2_sqrt + eps). The step size is folded into the
         // denominator so the update is four in-place passes over each tensor after the moments.
         let (scale, offset) = (-bias1 / (lr * bias2_sqrt), -eps * bias1 / lr);
-        let slots = self.slots.iter_mut().filter(|s| s.name.starts_with(group));
+        let mut slots = self.slots.iter_mut().filter(|s| s.name.starts_with(group)).peekable();
+        let Some(device) = slots.peek().map(|s| s.param.device()) else { return };
         tch::no_grad(|| {
-            let decay = Tensor::from(weight_decay);
+            // On the parameters' device: a ternary op takes no CPU scalar tensor beside CUDA ones.
+            let decay = Tensor::from(weight_decay).to_device(device);
             for (slot, mut grad) in slots.zip(grads) {
                 if !grad.defined() {
                     continue;

@@ -124,6 +124,11 @@ impl DTerms {
     fn sum(&self) -> Tensor {
         &self.patch + &self.cam
     }
+
+    /// The values, without their graph (for the step's report).
+    fn detach(&self) -> DTerms {
+        DTerms { patch: self.patch.detach(), cam: self.cam.detach() }
+    }
 }
 
 /// The discriminator terms for `d` on a real and a fake batch (real scored first).
@@ -271,7 +276,7 @@ impl Trainer {
             };
             release_freed_memory();
             opt_d.minimize(name, &((terms.sum() + &gp) * weights.adv), lr);
-            (DTerms { patch: terms.patch.detach(), cam: terms.cam.detach() }, gp.detach())
+            (terms.detach(), gp.detach())
         };
         let (ga, gp_ga) = one("disGA.", &nets.dis_ga, real_a, fake_b2a, &x_a);
         let (la, gp_la) = one("disLA.", &nets.dis_la, real_a, fake_b2a, &x_a);
@@ -342,12 +347,11 @@ impl Trainer {
         accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &opt_g.parameters("genB2A."), false, false));
         opt_g.update("genB2A.", grads_b2a, lr);
 
-        let d = |t: &DTerms| DTerms { patch: t.patch.detach(), cam: t.cam.detach() };
         GLosses {
-            ga: d(&ga),
-            la: d(&la),
-            gb: d(&gb),
-            lb: d(&lb),
+            ga: ga.detach(),
+            la: la.detach(),
+            gb: gb.detach(),
+            lb: lb.detach(),
             recon_a: recon_a.detach(),
             recon_b: recon_b.detach(),
             ident_a: ident_a.detach(),
