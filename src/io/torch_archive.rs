@@ -498,11 +498,15 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Collects `(path, tensor)` for every tensor under `v`. Recursion depth is bounded by the
-/// unpickler's depth limit.
-fn tensor_paths<'v>(v: &'v Value, path: String, out: &mut Vec<(String, &'v TensorRef)>) {
+/// Walks the dict/list/tuple/object tree under `v`, naming each node by its dotted path (dict
+/// keys and list indices; an object stands for its state). `take` sees each node first and says
+/// whether it kept it; the walk descends into the containers it did not keep. Recursion depth is
+/// bounded by the unpickler's depth limit.
+fn walk<'v>(v: &'v Value, path: String, take: &mut impl FnMut(&str, &'v Value) -> bool) {
+    if take(&path, v) {
+        return;
+    }
     match v {
-        Value::Tensor(t) => out.push((path, &**t)),
         Value::Dict(kvs) => {
             for (k, x) in kvs {
                 let key = match k {
@@ -510,21 +514,32 @@ fn tensor_paths<'v>(v: &'v Value, path: String, out: &mut Vec<(String, &'v Tenso
                     Value::Int(i) => i.to_string(),
                     _ => continue,
                 };
-                tensor_paths(x, join(&path, &key), out);
+                walk(x, join(&path, &key), take);
             }
         }
         Value::List(xs) | Value::Tuple(xs) => {
             for (i, x) in xs.iter().enumerate() {
-                tensor_paths(x, join(&path, &i.to_string()), out);
+                walk(x, join(&path, &i.to_string()), take);
             }
         }
         Value::Object(o) => {
             if let Some(state) = &o.state {
-                tensor_paths(state, path, out)
+                walk(state, path, take)
             }
         }
         _ => {}
     }
+}
+
+/// Collects `(path, tensor)` for every tensor under `v`.
+fn tensor_paths<'v>(v: &'v Value, path: String, out: &mut Vec<(String, &'v TensorRef)>) {
+    walk(v, path, &mut |path, x| match x {
+        Value::Tensor(t) => {
+            out.push((path.to_string(), &**t));
+            true
+        }
+        _ => false,
+    });
 }
 
 /// Builds a tensor of `kind` and `shape` from exactly `numel * elt_size` bytes.
@@ -642,39 +657,17 @@ pub fn attributes(value: &Value) -> BTreeMap<String, Value> {
     fn scalar(v: &Value) -> bool {
         matches!(v, Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Str(_))
     }
-    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
-        match v {
-            v if scalar(v) => {
-                out.insert(path, v.clone());
-            }
-            Value::Tuple(xs) | Value::List(xs) if xs.iter().all(scalar) => {
-                out.insert(path, v.clone());
-            }
-            Value::Dict(kvs) => {
-                for (k, x) in kvs {
-                    let key = match k {
-                        Value::Str(s) => s.to_string(),
-                        Value::Int(i) => i.to_string(),
-                        _ => continue,
-                    };
-                    walk(x, join(&path, &key), out);
-                }
-            }
-            Value::List(xs) | Value::Tuple(xs) => {
-                for (i, x) in xs.iter().enumerate() {
-                    walk(x, join(&path, &i.to_string()), out);
-                }
-            }
-            Value::Object(o) => {
-                if let Some(state) = &o.state {
-                    walk(state, path, out)
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = BTreeMap::new();
-    walk(value, String::new(), &mut out);
+    walk(value, String::new(), &mut |path, v| {
+        let kept = match v {
+            Value::Tuple(xs) | Value::List(xs) => xs.iter().all(scalar),
+            v => scalar(v),
+        };
+        if kept {
+            out.insert(path.to_string(), v.clone());
+        }
+        kept
+    });
     out
 }
 
