@@ -30,12 +30,10 @@ Run: ../oracle-venv/bin/python tools/oracle/make_checkpoint_fixtures.py
 """
 
 import collections
-import importlib
 import json
 import os
 import pickle
 import sys
-import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -50,6 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ugatit_torch as ut  # noqa: E402
+from make_network_fixtures import load_paddlegan  # noqa: E402
 
 GEN = dict(ngf=4, n_blocks=2, img_size=32, light=True)
 NDF = 2
@@ -79,24 +78,6 @@ def save_safetensors(path, tensors, metadata):
         f.write(h)
         for b in blobs:
             f.write(b)
-
-
-def load_paddlegan():
-    """PaddleGAN's U-GAT-IT networks without ppgan/models/__init__.py (needs paddle.fluid)."""
-    import paddle  # noqa: F401
-    import ppgan
-
-    base = os.path.dirname(ppgan.__file__)
-    for name, sub in [("ppgan.models", "models"),
-                      ("ppgan.models.generators", "models/generators"),
-                      ("ppgan.models.discriminators", "models/discriminators")]:
-        if name not in sys.modules:
-            mod = types.ModuleType(name)
-            mod.__path__ = [os.path.join(base, sub)]
-            sys.modules[name] = mod
-    gen = importlib.import_module("ppgan.models.generators.resnet_ugatit")
-    dis = importlib.import_module("ppgan.models.discriminators.discriminator_ugatit")
-    return gen.ResnetUGATITGenerator, dis.UGATITDiscriminator
 
 
 def report(path):
