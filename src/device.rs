@@ -1,6 +1,9 @@
-//! Choosing where tensors live: `--device cpu` (default), `cuda` or `cuda:N`.
+//! Choosing where tensors live — `--device cpu` (default), `cuda` or `cuda:N` — and how CUDA
+//! computes: [`CudaSettings`], the one process-wide place for the TF32 and cuDNN switches, set
+//! once by whoever starts the work (the CLI's subcommands, or a library user) before any CUDA work.
 
 use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use tch::Device;
 
@@ -49,4 +52,42 @@ pub fn parse(name: &str) -> Result<Device> {
         }
     }
     Ok(device)
+}
+
+/// How CUDA convolutions run. Both switches are off by default so that results match the
+/// references' float32 numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CudaSettings {
+    /// TF32 tensor-core maths (faster, ~1e-3 relative error; PyTorch's own default for cuDNN
+    /// convolutions).
+    pub tf32: bool,
+    /// cuDNN's algorithm search (faster for fixed shapes; not bitwise reproducible).
+    pub cudnn_benchmark: bool,
+}
+
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
+
+/// Sets the process's [`CudaSettings`]. Call it before any CUDA work: libtorch's convolution
+/// *backward* follows only its global TF32 switch, which tch does not expose, so TF32 is also
+/// vetoed through NVIDIA's `NVIDIA_TF32_OVERRIDE=0`, read when cuDNN and cuBLAS start (unless the
+/// user set that variable).
+pub fn set_cuda_settings(settings: CudaSettings) {
+    if !settings.tf32 && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
+    ALLOW_TF32.store(settings.tf32, Ordering::Relaxed);
+    CUDNN_BENCHMARK.store(settings.cudnn_benchmark, Ordering::Relaxed);
+}
+
+/// The settings last given to [`set_cuda_settings`].
+pub fn cuda_settings() -> CudaSettings {
+    CudaSettings { tf32: ALLOW_TF32.load(Ordering::Relaxed), cudnn_benchmark: CUDNN_BENCHMARK.load(Ordering::Relaxed) }
+}
+
+/// Sets the CUDA settings, then parses `--device` ([`parse`]): how every subcommand that computes
+/// starts.
+pub fn start(name: &str, cuda: CudaSettings) -> Result<Device> {
+    set_cuda_settings(cuda);
+    parse(name)
 }

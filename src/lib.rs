@@ -5,12 +5,14 @@
 //! libtorch through `tch`, computing what the PyTorch reference (znxlwm/UGATIT-pytorch) and
 //! PaddleGAN compute, with their checkpoint key names.
 
+pub mod choice;
 pub mod cli;
 pub mod data;
 pub mod device;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod pictures;
 pub mod summary;
 pub mod train;
 pub mod translate;

@@ -1,7 +1,7 @@
 //! Parameter counts of the six U-GAT-IT networks, as the reference's `summary` prints them.
 
 use crate::model::discriminator::{self, Discriminator};
-use crate::model::generator::{self, ResnetGenerator};
+use crate::model::generator::ResnetGenerator;
 use crate::model::ugatit::{Config, NET_NAMES};
 use tch::nn::VarStore;
 use tch::Device;
@@ -13,8 +13,8 @@ pub fn count_parameters(vs: &VarStore) -> i64 {
 
 /// Builds one generator and one discriminator of each kind on the CPU and returns
 /// `(name, parameter count)` for all six networks, in the reference's order.
-pub fn parameter_counts(g: generator::Config) -> Vec<(&'static str, i64)> {
-    let config = Config::new(g);
+pub fn parameter_counts(config: Config) -> Vec<(&'static str, i64)> {
+    let g = config.generator;
     let discriminator = |d: discriminator::Config| {
         let vs = VarStore::new(Device::Cpu);
         tch::no_grad(|| drop(Discriminator::new(&vs.root(), d)));

@@ -1,11 +1,13 @@
-//! Translating images with a trained generator, from any checkpoint the crate can import
+//! Translating images with a trained generator, from any checkpoint [`checkpoint::read`] reads
 //! (ours, UGATIT-pytorch `.pt`, PaddleGAN `.pdparams`), with the architecture read off the
 //! checkpoint's tensor shapes.
 
-use crate::io::import::import_checkpoint;
+use crate::choice::Choice;
+use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::safetensors::copy_into;
 use crate::model::generator::Config;
 use crate::model::{GeneratorOutput, ResnetGenerator};
+use crate::train::config::{checks, TrainConfig};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,12 +15,23 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 /// Which generator translates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     /// `genA2B` (e.g. selfie → anime).
     A2b,
     /// `genB2A`.
     B2a,
+}
+
+impl Choice for Direction {
+    const ALL: &'static [Self] = &[Direction::A2b, Direction::B2a];
+
+    fn name(self) -> &'static str {
+        match self {
+            Direction::A2b => "a2b",
+            Direction::B2a => "b2a",
+        }
+    }
 }
 
 impl Direction {
@@ -58,13 +71,6 @@ pub fn infer_config(tensors: &BTreeMap<String, Tensor>, prefix: &str, img_size: 
     Ok(Config { ngf, n_res, img_size: side * 4, light: false })
 }
 
-/// The image size recorded in a ugatit-rs training checkpoint's configuration.
-pub fn trained_size(path: &Path) -> Option<i64> {
-    let meta = crate::io::safetensors::read_metadata(path)?;
-    let config: crate::train::config::TrainConfig = toml::from_str(meta.get("config")?).ok()?;
-    Some(config.img_size)
-}
-
 /// A generator loaded from a checkpoint.
 pub struct Translator {
     _vs: VarStore,
@@ -73,24 +79,28 @@ pub struct Translator {
 }
 
 impl Translator {
-    /// Loads the `direction` generator of the checkpoint at `path`. `img_size` is used only for
-    /// light models (full models fix their size); it defaults to the size a ugatit-rs training
-    /// checkpoint records, else 256.
+    /// Loads the `direction` generator of the checkpoint at `path`.
     pub fn load(path: &Path, direction: Direction, img_size: Option<i64>, device: Device) -> Result<Self> {
-        let tensors = import_checkpoint(path)?;
-        Self::from_tensors(&tensors, path, direction, img_size.or_else(|| trained_size(path)), device)
+        Self::from_checkpoint(&checkpoint::read(path)?, path, direction, img_size, device)
     }
 
-    /// As [`Translator::load`], from tensors already imported from `path`.
-    pub fn from_tensors(
-        tensors: &BTreeMap<String, Tensor>,
+    /// The `direction` generator of a checkpoint read from `path`. `img_size` is used only for
+    /// light models (full models fix their size); it defaults to the size a ugatit-rs training
+    /// checkpoint records, else the training default. It is checked as `train --img-size` is.
+    pub fn from_checkpoint(
+        checkpoint: &Checkpoint,
         path: &Path,
         direction: Direction,
         img_size: Option<i64>,
         device: Device,
     ) -> Result<Self> {
+        if let Some(size) = img_size {
+            checks::image_size("img_size", &size)?;
+        }
+        let recorded = img_size.or_else(|| checkpoint.trained_img_size());
+        let tensors = &checkpoint.tensors;
         let prefix = format!("{}.", direction.net());
-        let config = infer_config(tensors, &prefix, img_size.unwrap_or(256))
+        let config = infer_config(tensors, &prefix, recorded.unwrap_or(TrainConfig::default().img_size))
             .with_context(|| format!("{}: reading the {} architecture", path.display(), direction.net()))?;
         if let (false, Some(size)) = (config.light, img_size) {
             if size != config.img_size {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 use ugatit::data::augment::{image_to_tensor, train_pixels};
 use ugatit::data::loader::{BatchPlan, Domain, UnpairedLoader};
-use ugatit::data::preview::{test_images, train_preview};
 use ugatit::data::rng::Rng;
 use ugatit::io::image::load_rgb8;
 
@@ -216,26 +215,4 @@ fn dropping_the_loader_stops_its_threads_promptly() {
         drop(loader);
     }
     assert!(started.elapsed() < Duration::from_secs(20));
-}
-
-#[test]
-fn previews_are_deterministic_and_shaped() {
-    let a = images("preview_a", 5, 16);
-    let t1 = train_preview(&a, Domain::A, 3, 100, 4, SIZE).unwrap();
-    let t2 = train_preview(&a, Domain::A, 3, 100, 4, SIZE).unwrap();
-    assert_eq!(t1.size(), [4, 3, SIZE as i64, SIZE as i64]);
-    assert!(t1.equal(&t2));
-    assert!(!t1.equal(&train_preview(&a, Domain::A, 3, 200, 4, SIZE).unwrap()));
-    assert!(!t1.equal(&train_preview(&a, Domain::B, 3, 100, 4, SIZE).unwrap()));
-
-    // Test images walk the files cyclically with the test transform.
-    let t = test_images(&a, 3, 4, SIZE).unwrap();
-    assert_eq!(t.size(), [4, 3, SIZE as i64, SIZE as i64]);
-    for (j, file) in [3, 4, 0, 1].into_iter().enumerate() {
-        let expected = ugatit::data::augment::test_transform(&load_rgb8(&a[file]).unwrap(), SIZE).unwrap();
-        assert!(t.get(j as i64).equal(&expected), "column {j}");
-    }
-    assert!(test_images(&a, 0, 0, SIZE).is_err());
-    assert!(test_images(&[], 0, 1, SIZE).is_err());
-    assert!(train_preview(&[], Domain::A, 0, 1, 1, SIZE).is_err());
 }

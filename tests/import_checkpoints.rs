@@ -1,5 +1,5 @@
 //! Checkpoints written by UGATIT-pytorch-style `torch.save` and by PaddleGAN, imported with
-//! `import_checkpoint`, loaded into our networks, must reproduce the framework's own eval-mode
+//! `io::checkpoint::read`, loaded into our networks, must reproduce the framework's own eval-mode
 //! outputs (tests/fixtures/checkpoints, see tools/oracle/make_checkpoint_fixtures.py).
 
 mod common;
@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use ugatit::io::import::{convert, import_checkpoint, NETWORKS};
+use ugatit::io::checkpoint::{convert, NETWORKS};
+
+fn import_checkpoint(path: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, tch::Tensor>> {
+    Ok(ugatit::io::checkpoint::read(path)?.tensors)
+}
 use ugatit::io::safetensors::copy_into;
 use ugatit::model::{discriminator, generator, Discriminator, ResnetGenerator};
 

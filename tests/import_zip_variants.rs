@@ -5,7 +5,7 @@ mod pickle_support;
 
 use pickle_support::{zip, Member, P};
 use std::path::Path;
-use ugatit::io::import::import_checkpoint_bytes;
+use ugatit::io::checkpoint::read_bytes;
 use ugatit::io::torch_archive::{zip_member, TorchFile, ZipIndex};
 
 fn one_tensor_pickle() -> Vec<u8> {
@@ -24,13 +24,13 @@ fn zip64_end_record_is_followed() {
     assert_eq!(&patched[eocd..eocd + 4], b"PK\x05\x06");
     patched[eocd + 8..eocd + 12].copy_from_slice(&[0xff; 4]); // entry counts
     patched[eocd + 12..eocd + 20].copy_from_slice(&[0xff; 8]); // cd size and offset
-    let a = import_checkpoint_bytes(original).unwrap();
-    let b = import_checkpoint_bytes(patched.clone()).unwrap();
+    let a = read_bytes(original).unwrap().tensors;
+    let b = read_bytes(patched.clone()).unwrap().tensors;
     assert_eq!(a.len(), b.len());
     // Without the zip64 locator, those values are an error.
     let loc = patched.windows(4).rposition(|w| w == b"PK\x06\x07").unwrap();
     patched[loc] = b'X';
-    let err = format!("{:#}", import_checkpoint_bytes(patched).unwrap_err());
+    let err = format!("{:#}", read_bytes(patched).unwrap_err());
     assert!(err.contains("zip64 sizes without a zip64 locator"), "{err}");
 }
 

@@ -28,7 +28,8 @@ fn meta_f64(fx: &Fixture, key: &str) -> f64 {
 }
 
 fn gan_type(name: &str) -> GanType {
-    <GanType as clap::ValueEnum>::from_str(name, true).unwrap_or_else(|e| panic!("gan_type {name}: {e}"))
+    use ugatit::choice::Choice;
+    GanType::from_name(name).unwrap_or_else(|| panic!("gan_type {name}: not one of {}", GanType::names()))
 }
 
 /// Compares every network variable with `<prefix><name>` of the fixture.
@@ -79,7 +80,8 @@ fn case(rel: &str) {
             noise_b: it("noise_B"),
         };
         assert_eq!(noise.alpha_a.is_some(), gan.has_gradient_penalty(), "fixture alphas vs gan type");
-        let losses = trainer.step(&it("real_A").unwrap(), &it("real_B").unwrap(), &noise, lr).values();
+        let losses =
+            trainer.step(&it("real_A").unwrap(), &it("real_B").unwrap(), &noise, lr).values().unwrap().into_values();
         for (name, value) in LOSS_NAMES.iter().zip(&losses) {
             let key = format!("iter{i}.loss.{name}");
             match fx.tensors.get(&key) {

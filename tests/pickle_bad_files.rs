@@ -5,7 +5,7 @@ mod pickle_support;
 
 use pickle_support::{f32_bytes, torch_zip, zip, zip_stored, Member, P};
 use std::path::{Path, PathBuf};
-use ugatit::io::import::{import_checkpoint, import_checkpoint_bytes};
+use ugatit::io::checkpoint::{read as import_checkpoint, read_bytes};
 use ugatit::io::pdparams::read_pdparams_bytes;
 use ugatit::io::pickle::{unpickle, Options, PickleError};
 use ugatit::io::torch_archive::{read_torchscript_tensors_from_bytes, zip_member, TorchFile};
@@ -20,8 +20,8 @@ fn read(name: &str) -> Vec<u8> {
 
 /// The import error for `data`, with its whole context chain.
 fn import_err(data: Vec<u8>) -> String {
-    match import_checkpoint_bytes(data) {
-        Ok(t) => panic!("imported {} tensors from a bad file", t.len()),
+    match read_bytes(data) {
+        Ok(c) => panic!("imported {} tensors from a bad file", c.tensors.len()),
         Err(e) => format!("{e:#}"),
     }
 }
@@ -224,11 +224,11 @@ fn one_tensor(numel: i64, offset: i64, size: &[i64], stride: &[i64]) -> Vec<u8> 
 #[test]
 fn storage_and_tensor_bounds() {
     // Sanity: the well-formed version imports.
-    let ok = import_checkpoint_bytes(one_tensor(4, 0, &[2, 2], &[2, 1])).unwrap();
+    let ok = read_bytes(one_tensor(4, 0, &[2, 2], &[2, 1])).unwrap().tensors;
     assert_eq!(ok["genA2B.w"].size(), vec![2, 2]);
-    let t = import_checkpoint_bytes(one_tensor(4, 1, &[3], &[1])).unwrap();
+    let t = read_bytes(one_tensor(4, 1, &[3], &[1])).unwrap().tensors;
     assert_eq!(Vec::<f32>::try_from(&t["genA2B.w"]).unwrap(), vec![2.0, 3.0, 4.0]);
-    let t = import_checkpoint_bytes(one_tensor(4, 0, &[2, 2], &[1, 2])).unwrap();
+    let t = read_bytes(one_tensor(4, 0, &[2, 2], &[1, 2])).unwrap().tensors;
     assert_eq!(Vec::<f32>::try_from(t["genA2B.w"].flatten(0, -1)).unwrap(), vec![1.0, 3.0, 2.0, 4.0]);
 
     // A storage declaring far more elements than its data.

@@ -3,7 +3,7 @@
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
-use ugatit::train::samples::{heatmap_tile, image_tile, jet, render_grid, save_png, SampleColumn, ROWS};
+use ugatit::pictures::grid::{heatmap_tile, image_tile, jet, render_grid, save_png, SampleColumn, ROWS};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)

@@ -2,7 +2,7 @@
 
 use image::Rgb;
 use std::path::Path;
-use ugatit::train::plot::{plot_losses, render_losses, HEIGHT, WIDTH};
+use ugatit::pictures::plot::{plot_losses, render_losses, HEIGHT, WIDTH};
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("samples_plot_{name}"));

@@ -15,13 +15,13 @@ fn expected(g: i64) -> Vec<(&'static str, i64)> {
 
 #[test]
 fn light_counts_match_reference() {
-    let counts = parameter_counts(Config { light: true, ..Config::default() });
+    let counts = parameter_counts(ugatit::model::ugatit::Config::new(Config { light: true, ..Config::default() }));
     assert_eq!(counts, expected(LIGHT_G));
 }
 
 #[test]
 fn full_counts_match_reference() {
-    assert_eq!(parameter_counts(Config::default()), expected(FULL_G));
+    assert_eq!(parameter_counts(ugatit::model::ugatit::Config::default()), expected(FULL_G));
 }
 
 #[test]

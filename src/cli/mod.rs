@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod settings;
 pub mod train;
 pub mod translate;
 
@@ -35,29 +36,6 @@ pub enum Command {
     Eval(eval::EvalArgs),
 }
 
-/// Architecture flags shared by the subcommands, named like UGATIT-pytorch's.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ArchArgs {
-    /// Use the light generator (MLP on pooled features).
-    #[arg(long)]
-    pub light: bool,
-    /// Image size (the full generator's MLP depends on it).
-    #[arg(long, default_value_t = 256)]
-    pub img_size: i64,
-    /// Base channel count of the generators and discriminators.
-    #[arg(long, default_value_t = 64)]
-    pub ch: i64,
-    /// Residual blocks in the generator.
-    #[arg(long, default_value_t = 4)]
-    pub n_res: i64,
-}
-
-impl ArchArgs {
-    pub fn generator(&self) -> crate::model::generator::Config {
-        crate::model::generator::Config { ngf: self.ch, n_res: self.n_res, img_size: self.img_size, light: self.light }
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
     /// A UGATIT-pytorch (.pt), PaddleGAN (.pdparams) or safetensors checkpoint.
@@ -69,13 +47,35 @@ pub struct ConvertArgs {
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
     #[command(flatten)]
-    pub arch: ArchArgs,
+    pub arch: settings::arch::Flags,
+}
+
+/// The defaults with the given architecture flags, checked as `train` checks them.
+pub fn architecture(flags: &settings::arch::Flags) -> Result<crate::train::config::Architecture> {
+    let mut config = crate::train::config::TrainConfig::default();
+    flags.apply(&mut config);
+    let arch = config.architecture();
+    arch.model_config()?;
+    Ok(arch)
+}
+
+/// Sets the CUDA settings from the device flags and parses `--device`.
+pub fn start_device(flags: &settings::device::Flags) -> Result<tch::Device> {
+    let mut config = crate::train::config::TrainConfig::default();
+    flags.apply(&mut config);
+    crate::device::start(&config.device, config.cuda_settings())
+}
+
+/// `<result-dir default>/<dataset name>`: where `test` and `eval` put their outputs by default.
+pub fn default_run_dir(dataset: &std::path::Path) -> std::path::PathBuf {
+    crate::train::config::TrainConfig { dataset: dataset.to_path_buf(), ..crate::train::config::TrainConfig::default() }
+        .run_dir()
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Summary(args) => {
-            for (name, count) in crate::summary::parameter_counts(args.arch.generator()) {
+            for (name, count) in crate::summary::parameter_counts(architecture(&args.arch)?.model_config()?) {
                 println!("{name} {count}");
             }
             Ok(())
@@ -85,7 +85,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Translate(args) => translate::run_translate(args),
         Command::Test(args) => translate::run_test(args),
         Command::Convert(args) => {
-            let n = crate::io::import::convert(&args.input, &args.output)?;
+            let n = crate::io::checkpoint::convert(&args.input, &args.output)?;
             eprintln!("wrote {n} tensors to {}", args.output.display());
             Ok(())
         }

@@ -1,8 +1,8 @@
 //! `ugatit train`: flags named like UGATIT-pytorch's `main.py`, layered over `--config FILE`
 //! (TOML) and, with `--resume`, over the checkpoint's own configuration.
 
+use super::settings;
 use crate::train::config::TrainConfig;
-use crate::train::losses::GanType;
 use crate::train::run::{self, Outcome, RunPaths, Start};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -18,11 +18,8 @@ pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     /// TOML file with any of the settings below (flags override it).
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Dataset folder with trainA/ trainB/ testA/ testB/.
-    #[arg(long)]
-    pub dataset: Option<PathBuf>,
     /// Continue from <result-dir>/<dataset>/model/latest.safetensors.
     #[arg(long)]
     pub resume: bool,
@@ -31,111 +28,28 @@ pub struct TrainArgs {
     /// continues after that step, as the reference's own resume does.
     #[arg(long, value_name = "PATH", conflicts_with = "resume")]
     pub resume_from: Option<PathBuf>,
-    #[arg(long)]
-    pub iteration: Option<i64>,
-    #[arg(long)]
-    pub batch_size: Option<i64>,
-    /// Sample grids and loss plot every N steps.
-    #[arg(long)]
-    pub print_freq: Option<i64>,
-    /// Numbered checkpoint every N steps.
-    #[arg(long)]
-    pub save_freq: Option<i64>,
-    /// Latest checkpoint every N steps.
-    #[arg(long)]
-    pub save_latest_freq: Option<i64>,
-    /// Linear learning-rate decay over the second half (true/false).
-    #[arg(long)]
-    pub decay_flag: Option<bool>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    #[arg(long)]
-    pub adv_weight: Option<f64>,
-    #[arg(long)]
-    pub cycle_weight: Option<f64>,
-    #[arg(long)]
-    pub identity_weight: Option<f64>,
-    #[arg(long)]
-    pub cam_weight: Option<f64>,
-    #[arg(long)]
-    pub ch: Option<i64>,
-    #[arg(long)]
-    pub n_res: Option<i64>,
-    /// Discriminator depth as the official TF code counts it (6: the reference's global 7 / local 5 layers).
-    #[arg(long)]
-    pub n_dis: Option<i64>,
-    #[arg(long)]
-    pub img_size: Option<i64>,
-    /// Light generator (true/false; bare --light means true).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub light: Option<bool>,
-    #[arg(long)]
-    pub result_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long, value_enum)]
-    pub gan_type: Option<GanType>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Train on the readable images and report the others, instead of stopping.
-    #[arg(long)]
-    pub skip_bad_images: bool,
-    /// CUDA: TF32 convolutions, as PyTorch does by default (true/false).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub tf32: Option<bool>,
-    /// CUDA: cuDNN algorithm search (true/false).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub cudnn_benchmark: Option<bool>,
-}
-
-macro_rules! overlay {
-    ($config:ident, $args:ident, $($field:ident),*) => {
-        $(if let Some(v) = $args.$field.clone() { $config.$field = v; })*
-    };
-}
-
-/// Settings that define the networks' shapes and the run's randomness: a resumed run must keep them.
-fn architecture(c: &TrainConfig) -> (i64, i64, i64, i64, bool, u64, i64) {
-    (c.ch, c.n_res, c.n_dis, c.img_size, c.light, c.seed, c.batch_size)
+    #[command(flatten)]
+    pub run: settings::run::Flags,
+    #[command(flatten)]
+    pub step: settings::step::Flags,
+    #[command(flatten)]
+    pub arch: settings::arch::Flags,
+    #[command(flatten)]
+    pub device: settings::device::Flags,
 }
 
 impl TrainArgs {
-    fn apply(&self, config: &mut TrainConfig) {
-        overlay!(
-            config,
-            self,
-            dataset,
-            iteration,
-            batch_size,
-            print_freq,
-            save_freq,
-            save_latest_freq,
-            decay_flag,
-            lr,
-            weight_decay,
-            adv_weight,
-            cycle_weight,
-            identity_weight,
-            cam_weight,
-            ch,
-            n_res,
-            n_dis,
-            img_size,
-            light,
-            result_dir,
-            seed,
-            gan_type,
-            device
-        );
-        config.skip_bad_images |= self.skip_bad_images;
+    /// Overrides the settings given as flags.
+    pub fn apply(&self, config: &mut TrainConfig) {
+        self.run.apply(config);
+        self.step.apply(config);
+        self.arch.apply(config);
+        self.device.apply(config);
     }
 
     /// The configuration before the checkpoint is consulted: defaults (or the demo), the file, the flags.
     pub fn resolve(&self) -> Result<TrainConfig> {
-        let mut config = match (&self.config, &self.dataset) {
+        let mut config = match (&self.config, &self.run.dataset) {
             (Some(path), _) => TrainConfig::from_toml_file(path)?,
             (None, Some(_)) => TrainConfig::default(),
             (None, None) => {
@@ -161,10 +75,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let saved = crate::train::checkpoint::info(&latest)?.config;
         let mut resumed = saved.clone();
         args.apply(&mut resumed);
-        if architecture(&resumed) != architecture(&saved) || resumed.gan_type != saved.gan_type {
+        let differences = saved.identity().differences(&resumed.identity());
+        if !differences.is_empty() {
             bail!(
-                "--resume: {} was trained with other --ch/--n-res/--n-dis/--img-size/--light/--seed/--batch-size/--gan-type; drop those flags to continue it",
-                latest.display()
+                "--resume: {} was trained with other settings: {}; drop those flags to continue it",
+                latest.display(),
+                differences.join(", ")
             );
         }
         config = resumed;

@@ -1,8 +1,10 @@
 //! `ugatit translate` and `ugatit test`: images through a trained generator.
 
+use super::settings;
+use crate::choice::Choice;
 use crate::data::augment::test_transform;
 use crate::io::image::{load_rgb8, resize_bilinear_pil, RgbImage};
-use crate::train::samples::{heatmap_tile, image_tile, render_grid, save_png, SampleColumn};
+use crate::pictures::{heatmap_tile, image_tile, render_grid, sample_columns, save_png};
 use crate::translate::{Direction, Translator};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,7 +18,8 @@ pub struct TranslateArgs {
     /// Checkpoint: ours (.safetensors), UGATIT-pytorch (.pt) or PaddleGAN (.pdparams).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    #[arg(long, value_enum, default_value_t = Direction::A2b)]
+    /// a2b: genA2B (e.g. selfie → anime); b2a: genB2A.
+    #[arg(long, default_value = Direction::A2b.name(), value_parser = settings::choice::<Direction>())]
     pub direction: Direction,
     /// Image files, folders (searched recursively) or glob patterns.
     #[arg(required = true)]
@@ -24,8 +27,9 @@ pub struct TranslateArgs {
     /// Output folder; `photo.jpg` becomes `photo.png`, folder inputs keep their sub-folders.
     #[arg(long)]
     pub out: PathBuf,
-    /// Working size of a light model (a full model's is read from the checkpoint).
-    #[arg(long)]
+    /// Working size of a light model (default: the size its checkpoint records, else 256; a full
+    /// model's is read off its weights).
+    #[arg(long, allow_negative_numbers = true)]
     pub img_size: Option<i64>,
     /// Resize each result back to its input's size.
     #[arg(long)]
@@ -33,10 +37,11 @@ pub struct TranslateArgs {
     /// Also write the attention heatmap as `<name>_cam.png`.
     #[arg(long)]
     pub with_cam: bool,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    #[command(flatten)]
+    pub device: settings::device::Flags,
 }
 
 /// An input image and where its result goes (relative to the output folder, without extension).
@@ -149,7 +154,7 @@ fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &Transl
 }
 
 pub fn run_translate(args: TranslateArgs) -> Result<()> {
-    let device = crate::device::parse(&args.device)?;
+    let device = super::start_device(&args.device)?;
     let translator = Translator::load(&args.checkpoint, args.direction, args.img_size, device)?;
     let side = translator.config.img_size;
     let jobs = collect_jobs(&args.inputs)?;
@@ -162,7 +167,7 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
     let mut batch: Vec<Loaded> = Vec::new();
     let mut jobs = jobs.into_iter().peekable();
     while jobs.peek().is_some() || !batch.is_empty() {
-        while batch.len() < args.batch_size.max(1) {
+        while batch.len() < args.batch_size as usize {
             let Some(job) = jobs.next() else { break };
             match load_rgb8(&job.input).and_then(|img| {
                 let size = img.dimensions();
@@ -209,22 +214,20 @@ pub struct TestArgs {
     /// Output folder (default: results/<dataset name>/test).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Working size of a light model.
-    #[arg(long)]
+    /// Working size of a light model (default: the size its checkpoint records, else 256).
+    #[arg(long, allow_negative_numbers = true)]
     pub img_size: Option<i64>,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: settings::device::Flags,
 }
 
 pub fn run_test(args: TestArgs) -> Result<()> {
-    let device = crate::device::parse(&args.device)?;
-    let tensors = crate::io::import::import_checkpoint(&args.checkpoint)?;
-    let img_size = args.img_size.or_else(|| crate::translate::trained_size(&args.checkpoint));
-    let load = |d| Translator::from_tensors(&tensors, &args.checkpoint, d, img_size, device);
+    let device = super::start_device(&args.device)?;
+    let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
+    let load = |d| Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, device);
     let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
     let side = a2b.config.img_size;
-    let name = args.dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(name).join("test"));
+    let out = args.out.clone().unwrap_or_else(|| super::default_run_dir(&args.dataset).join("test"));
     let mut failures = 0usize;
     for (domain, forward, backward, tag) in [("testA", &a2b, &b2a, "A2B"), ("testB", &b2a, &a2b, "B2A")] {
         let files = crate::io::image::list_images(&args.dataset.join(domain))?;
@@ -235,21 +238,10 @@ pub fn run_test(args: TestArgs) -> Result<()> {
         for (n, file) in files.iter().enumerate() {
             let result = (|| -> Result<()> {
                 let real = test_transform(&load_rgb8(file)?, side as u32)?.unsqueeze(0).to_device(device);
-                let identity = backward.translate(&real);
-                let translated = forward.translate(&real);
-                let cycle = backward.translate(&translated.image);
-                let column = SampleColumn {
-                    real: real.get(0),
-                    heat_identity: identity.heatmap.get(0),
-                    identity: identity.image.get(0),
-                    heat_translated: translated.heatmap.get(0),
-                    translated: translated.image.get(0),
-                    heat_cycle: cycle.heatmap.get(0),
-                    cycle: cycle.image.get(0),
-                };
-                save_png(&render_grid(&[column], side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
+                let columns = sample_columns(&real, &forward.generator, &backward.generator);
+                save_png(&render_grid(&columns, side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
                 save_png(
-                    &image_tile(&translated.image.get(0), side as u32)?,
+                    &image_tile(&columns[0].translated, side as u32)?,
                     &plain.join(stem(file)).with_extension("png"),
                 )
             })();

@@ -8,12 +8,10 @@
 //! * [`rng`]: SplitMix64 + xoshiro256**, keyed by `(seed, stream path)`.
 //! * [`loader`]: the batch of training step `s` is a pure function of the seed, `s` and the
 //!   file lists, so a resumed run sees exactly the batches an uninterrupted one would.
-//! * [`preview`]: the images the sample grids show.
 
 pub mod augment;
 pub mod dataset;
 pub mod loader;
-pub mod preview;
 pub mod rng;
 
 pub use dataset::{BadFile, Dataset, ScanReport};

@@ -1,9 +1,10 @@
 //! Reading and writing model files.
 
 pub mod atomic;
+pub mod checkpoint;
 pub mod image;
-pub mod import;
 pub mod pdparams;
 pub mod pickle;
 pub mod safetensors;
 pub mod torch_archive;
+pub mod zip;

@@ -16,8 +16,7 @@
 //!
 //! Values that are not arrays (epoch, learning-rate scheduler state) are skipped.
 
-use crate::io::pickle::{self, DType, NdArray, Options, Value};
-use crate::io::torch_archive::tensor_from_bytes;
+use crate::io::pickle::{self, tensor_from_bytes, DType, NdArray, Options, Value};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,7 +48,7 @@ pub fn arrays(root: &Value) -> Result<BTreeMap<String, NdArray>> {
 }
 
 /// Reads a `.pdparams` file into tensors named by their dotted paths (Paddle layout: Linear
-/// weights stay `[in, out]`; see [`crate::io::import`] for the mapping to torch names).
+/// weights stay `[in, out]`; see [`crate::io::checkpoint`] for the mapping to torch names).
 pub fn read_pdparams(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     read_pdparams_bytes(&data).with_context(|| format!("{}", path.display()))

@@ -5,39 +5,37 @@
 //! as UGATIT-pytorch's checkpoints nest them. Writes are atomic: a temporary file in the same
 //! folder is written, flushed to disk and renamed over the target.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+/// The element types a file may hold, with their libtorch kinds: the one table both directions use.
+const DTYPES: [(Dtype, Kind); 10] = [
+    (Dtype::BOOL, Kind::Bool),
+    (Dtype::U8, Kind::Uint8),
+    (Dtype::I8, Kind::Int8),
+    (Dtype::I16, Kind::Int16),
+    (Dtype::I32, Kind::Int),
+    (Dtype::I64, Kind::Int64),
+    (Dtype::F16, Kind::Half),
+    (Dtype::BF16, Kind::BFloat16),
+    (Dtype::F32, Kind::Float),
+    (Dtype::F64, Kind::Double),
+];
+
 fn dtype_of(kind: Kind) -> Result<Dtype> {
-    Ok(match kind {
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        Kind::Half => Dtype::F16,
-        Kind::BFloat16 => Dtype::BF16,
-        Kind::Int64 => Dtype::I64,
-        Kind::Int => Dtype::I32,
-        Kind::Uint8 => Dtype::U8,
-        other => bail!("cannot store a tensor of kind {other:?} in safetensors"),
-    })
+    match DTYPES.iter().find(|(_, k)| *k == kind) {
+        Some((dtype, _)) => Ok(*dtype),
+        None => bail!("cannot store a tensor of kind {kind:?} in safetensors"),
+    }
 }
 
 fn kind_of(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::I64 => Kind::Int64,
-        Dtype::I32 => Kind::Int,
-        Dtype::U8 => Kind::Uint8,
-        _ => return None,
-    })
+    DTYPES.iter().find(|(d, _)| *d == dtype).map(|(_, k)| *k)
 }
 
 /// The raw bytes of a tensor, in native (little-endian) order.
@@ -73,41 +71,58 @@ pub struct SafetensorsFile {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Reads every tensor of a safetensors file onto the CPU.
+/// Reads every tensor of a safetensors file onto the CPU ([`read_bytes`] on its contents).
 pub fn read(path: &Path) -> Result<SafetensorsFile> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+    read_bytes(&bytes).with_context(|| format!("{} is not a valid safetensors file", path.display()))
+}
+
+/// The tensors and metadata of a safetensors file's bytes. The header is checked against the
+/// data before any tensor is built: a dtype libtorch lacks, a dimension over `i64`, or a data
+/// length other than the shape's are errors naming the tensor.
+pub fn read_bytes(bytes: &[u8]) -> Result<SafetensorsFile> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", describe(e, bytes.len())))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", describe(e, bytes.len())))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let kind = kind_of(view.dtype())
-            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype()))?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        tensors.insert(name, Tensor::from_data_size(view.data(), &shape, kind));
+        let kind =
+            kind_of(view.dtype()).ok_or_else(|| anyhow!("tensor {name} has unsupported dtype {:?}", view.dtype()))?;
+        let shape = view
+            .shape()
+            .iter()
+            .map(|&d| i64::try_from(d).map_err(|_| anyhow!("tensor {name}: dimension too large")))
+            .collect::<Result<Vec<i64>>>()?;
+        let numel = view
+            .shape()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()));
+        // libtorch copies numel * elt_size bytes: never trust the header for that.
+        if numel != Some(view.data().len()) {
+            bail!("tensor {name}: data length does not match its shape");
+        }
+        let t = if kind == Kind::Bool {
+            // A bool byte other than 0 or 1 is undefined behaviour for libtorch: normalise it.
+            let bytes: Vec<u8> = view.data().iter().map(|&b| (b != 0) as u8).collect();
+            Tensor::f_from_data_size(&bytes, &shape, kind)?
+        } else {
+            Tensor::f_from_data_size(view.data(), &shape, kind)?
+        };
+        tensors.insert(name, t);
     }
     let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok(SafetensorsFile { tensors, metadata })
 }
 
-/// The metadata of a safetensors file, reading only its header; `None` when the file is not
-/// safetensors (or has no metadata).
-pub fn read_metadata(path: &Path) -> Option<BTreeMap<String, String>> {
-    use std::io::Read;
-    let mut file = File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).ok()?;
-    let len = u64::from_le_bytes(len);
-    // The format caps the header at 100 MB; anything larger is not a safetensors header.
-    if len > 100_000_000 {
-        return None;
+/// The safetensors crate's error in words a user can act on.
+fn describe(err: safetensors::SafeTensorError, file_len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    match err {
+        E::MetadataIncompleteBuffer | E::HeaderTooSmall | E::InvalidHeaderLength => {
+            format!("the file is truncated: its header describes more data than its {file_len} bytes")
+        }
+        other => format!("invalid safetensors file: {other}"),
     }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    let meta = json.get("__metadata__")?.as_object()?;
-    Some(meta.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
 }
 
 /// The variables of `vs` named `prefix + key`, sorted by name.

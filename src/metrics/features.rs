@@ -17,6 +17,7 @@
 
 use super::inception::{InceptionV3, INPUT_SIZE};
 use super::weights::{self, Weights};
+use crate::choice::Choice;
 use crate::io::image::{images_to_tensor, list_images, load_rgb8, resize_bilinear_pil, Affine, RgbImage};
 use crate::io::safetensors as st;
 use anyhow::{bail, ensure, Context, Result};
@@ -29,7 +30,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 /// How 8-bit pixels are mapped to the network's input range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preprocess {
     /// `x/127.5 − 1` (GAN_Metrics-Tensorflow's `x / 255. * 2 - 1`; tfgan's `preprocess_image`
     /// too). The default, since it is what the U-GAT-IT paper's numbers came from.
@@ -48,9 +49,13 @@ impl Preprocess {
             Preprocess::TfGraph => Affine::TF_INCEPTION_GRAPH,
         }
     }
+}
+
+impl Choice for Preprocess {
+    const ALL: &'static [Self] = &[Preprocess::Gm, Preprocess::TfGraph];
 
     /// The name used on the command line, in the cache key and in reports.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Preprocess::Gm => "gm",
             Preprocess::TfGraph => "tf-graph",

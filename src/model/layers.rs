@@ -5,7 +5,6 @@
 //! `U(±1/√fan_in)` for both. tch's own defaults differ (ReLU gain, zero bias), so the layers here
 //! set their initialisers explicitly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::{self, Init};
 use tch::Tensor;
 
@@ -15,27 +14,24 @@ pub fn torch_default_init(fan_in: i64) -> Init {
     Init::Uniform { lo: -bound, up: bound }
 }
 
-static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
-static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
-
-/// CUDA convolution settings for the whole process: TF32 tensor-core maths (faster, ~1e-3
-/// relative error, PyTorch's own default for cuDNN convolutions) and cuDNN's algorithm search.
-/// Both are off by default so that results match the references' float32 numbers. Call it before
-/// any CUDA work: libtorch's convolution *backward* follows only its global TF32 switch, which
-/// tch does not expose, so TF32 is also vetoed through NVIDIA's `NVIDIA_TF32_OVERRIDE=0`, read
-/// when cuDNN and cuBLAS start (unless the user set that variable).
-pub fn set_cuda_convolutions(allow_tf32: bool, cudnn_benchmark: bool) {
-    if !allow_tf32 && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
-        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
-    }
-    ALLOW_TF32.store(allow_tf32, Ordering::Relaxed);
-    CUDNN_BENCHMARK.store(cudnn_benchmark, Ordering::Relaxed);
-}
-
-/// A 2-D convolution without padding under the settings of [`set_cuda_convolutions`].
+/// A 2-D convolution without padding, under the process's CUDA settings
+/// ([`crate::device::CudaSettings`]).
 pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
-    let (tf32, benchmark) = (ALLOW_TF32.load(Ordering::Relaxed), CUDNN_BENCHMARK.load(Ordering::Relaxed));
-    xs.internal_convolution(weight, bias, [stride], [0], [1], false, [0], 1, benchmark, false, true, tf32)
+    let cuda = crate::device::cuda_settings();
+    xs.internal_convolution(
+        weight,
+        bias,
+        [stride],
+        [0],
+        [1],
+        false,
+        [0],
+        1,
+        cuda.cudnn_benchmark,
+        false,
+        true,
+        cuda.tf32,
+    )
 }
 
 /// A square 2-D convolution without padding (the reference pads explicitly, by reflection).

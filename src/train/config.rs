@@ -1,127 +1,201 @@
 //! The run configuration: UGATIT-pytorch's flags (same names, same defaults) plus the seed, the
-//! adversarial loss type, the device and checkpoint cadence. Read from `--config FILE` (TOML)
-//! with command-line flags overriding it, and written to the result folder as `config.toml`.
+//! adversarial loss type, the device and checkpoint cadence.
+//!
+//! Every setting is declared once, in [`train_settings!`]: its TOML key (= field name), its
+//! flag (`--` + the key in kebab case), its type, default, help text (the doc comment) and the
+//! check its value must pass. This module builds [`TrainConfig`] from that list; the command
+//! line (`crate::cli::settings`) builds its flags from the same list, so a setting cannot exist
+//! in one and not the other. A run is layered: defaults → `--config` TOML → flags → (with
+//! `--resume`) the checkpoint's [`RunIdentity`]. The effective configuration is written to the
+//! result folder as `config.toml` and into every checkpoint.
 
 use super::losses::GanType;
 use super::step::LossWeights;
+use crate::choice::Choice;
 use crate::model::{discriminator, generator, ugatit};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Everything that defines a training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Dataset folder with `trainA/ trainB/ testA/ testB/`.
-    pub dataset: PathBuf,
-    /// Total training iterations.
-    pub iteration: i64,
-    pub batch_size: i64,
-    /// Sample grids (and the loss plot) every this many steps.
-    pub print_freq: i64,
-    /// A numbered checkpoint every this many steps.
-    pub save_freq: i64,
-    /// The `latest` checkpoint every this many steps.
-    pub save_latest_freq: i64,
-    /// Linear learning-rate decay over the second half of the run.
-    pub decay_flag: bool,
-    pub lr: f64,
-    /// Adam's L2 penalty, on every parameter.
-    pub weight_decay: f64,
-    pub adv_weight: f64,
-    pub cycle_weight: f64,
-    pub identity_weight: f64,
-    pub cam_weight: f64,
-    /// Base channel count of all networks.
-    pub ch: i64,
-    /// Residual blocks in each generator.
-    pub n_res: i64,
-    /// Discriminator depth in the official TF code's terms: the global discriminator gets
-    /// `n_dis + 1` reference layers, the local one `n_dis - 1`. The reference's 7/5 is `n_dis` 6.
-    pub n_dis: i64,
-    pub img_size: i64,
+/// The settings of a training run, in groups: `arch` (the networks' shapes; also `summary` and
+/// `bench`), `step` (what one iteration computes; also `bench`), `device` (where it runs; every
+/// subcommand that computes) and `run` (the rest of `train`). Each entry is
+/// `/// help` `name: Type = default, check;` with `check` a function of [`checks`].
+///
+/// It hands the list to the macro named by its argument (the callback pattern), which is how both
+/// [`TrainConfig`] and the CLI's flags are generated from it.
+#[macro_export]
+macro_rules! train_settings {
+    ($callback:ident) => {
+        $callback! {
+            arch {
+                /// Light generator: its MLP reads pooled features (far less memory than the full one).
+                light: bool = false, any;
+                /// Image size (multiple of 4); the full generator's MLP depends on it.
+                img_size: i64 = 256, image_size;
+                /// Base channel count of the generators and discriminators.
+                ch: i64 = 64, at_least_one;
+                /// Residual blocks in each generator.
+                n_res: i64 = 4, at_least_one;
+                /// Discriminator depth as the official TF code counts it: global n_dis+1 layers, local n_dis-1 (6: the reference's 7/5).
+                n_dis: i64 = 6, discriminator_depth;
+            }
+            step {
+                /// Images per domain in each iteration.
+                batch_size: i64 = 1, at_least_one;
+                /// Adversarial loss: lsgan (the paper's), gan, hinge, wgan-gp, wgan-lp or dragan.
+                gan_type: GanType = GanType::Lsgan, any;
+            }
+            device {
+                /// cpu, cuda or cuda:N.
+                device: String = "cpu".to_string(), any;
+                /// CUDA: TF32 tensor-core convolutions (PyTorch's default; faster, ~1e-3 relative error).
+                tf32: bool = false, any;
+                /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible).
+                cudnn_benchmark: bool = false, any;
+            }
+            run {
+                /// Dataset folder with trainA/ trainB/ testA/ testB/.
+                dataset: PathBuf = PathBuf::from("dataset/selfie2anime"), any;
+                /// Total training iterations.
+                iteration: i64 = 1_000_000, at_least_one;
+                /// Sample grids and the loss plot every this many steps.
+                print_freq: i64 = 1000, at_least_one;
+                /// A numbered checkpoint every this many steps.
+                save_freq: i64 = 100_000, at_least_one;
+                /// The latest checkpoint every this many steps.
+                save_latest_freq: i64 = 1000, at_least_one;
+                /// Linear learning-rate decay over the second half of the run.
+                decay_flag: bool = true, any;
+                /// Adam's learning rate (both optimisers).
+                lr: f64 = 1e-4, non_negative;
+                /// Adam's L2 penalty, added to every parameter's gradient.
+                weight_decay: f64 = 1e-4, non_negative;
+                /// Weight of the adversarial losses.
+                adv_weight: f64 = 1.0, non_negative;
+                /// Weight of the cycle-consistency loss.
+                cycle_weight: f64 = 10.0, non_negative;
+                /// Weight of the identity loss.
+                identity_weight: f64 = 10.0, non_negative;
+                /// Weight of the CAM (auxiliary classifier) loss.
+                cam_weight: f64 = 1000.0, non_negative;
+                /// Results go to <result-dir>/<dataset folder name>/.
+                result_dir: PathBuf = PathBuf::from("results"), any;
+                /// Seed of the initial weights, the data order and every random draw.
+                seed: u64 = 0, any;
+                /// Train on the readable images and report the others, instead of stopping.
+                skip_bad_images: bool = false, any;
+            }
+        }
+    };
+}
+
+macro_rules! define_train_config {
+    ($($group:ident { $($(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, $check:ident;)* })*) => {
+        /// Everything that defines a training run (see [`train_settings!`] for each field).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct TrainConfig {
+            $($($(#[doc = $doc])* pub $field: $ty,)*)*
+        }
+
+        impl Default for TrainConfig {
+            fn default() -> Self {
+                Self { $($($field: $default,)*)* }
+            }
+        }
+
+        impl TrainConfig {
+            /// The TOML keys of all settings, in declaration order.
+            pub const KEYS: &'static [&'static str] = &[$($(stringify!($field),)*)*];
+
+            /// Each setting's own check (cross-setting checks are in [`TrainConfig::validate`]).
+            fn check_each(&self) -> Result<()> {
+                $($(checks::$check(stringify!($field), &self.$field)?;)*)*
+                Ok(())
+            }
+        }
+    };
+}
+
+train_settings!(define_train_config);
+
+/// The flag of a setting: `batch_size` → `--batch-size`.
+pub fn flag_name(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
+/// The checks a setting's value can be given in [`train_settings!`]; errors name the flag.
+pub mod checks {
+    use super::flag_name;
+    use anyhow::{bail, Result};
+
+    /// No constraint.
+    pub fn any<T>(_key: &str, _value: &T) -> Result<()> {
+        Ok(())
+    }
+
+    /// A count: 1 or more.
+    pub fn at_least_one(key: &str, value: &i64) -> Result<()> {
+        if *value < 1 {
+            bail!("{} must be at least 1 (got {value})", flag_name(key));
+        }
+        Ok(())
+    }
+
+    /// A finite number, 0 or more (a rate or a weight).
+    pub fn non_negative(key: &str, value: &f64) -> Result<()> {
+        if !value.is_finite() || *value < 0.0 {
+            bail!("{} must be a finite number of at least 0 (got {value})", flag_name(key));
+        }
+        Ok(())
+    }
+
+    /// A size the generator can translate: a multiple of 4 (two downsamplings, two upsamplings)
+    /// and at least 16.
+    pub fn image_size(key: &str, value: &i64) -> Result<()> {
+        if *value % 4 != 0 || *value < 16 {
+            bail!("{} {value} must be a multiple of 4 and at least 16", flag_name(key));
+        }
+        Ok(())
+    }
+
+    /// The local discriminator has `n_dis − 1` layers, at least 3.
+    pub fn discriminator_depth(key: &str, value: &i64) -> Result<()> {
+        if *value < 4 {
+            bail!("{} {value} is too small: the local discriminator needs n_dis >= 4", flag_name(key));
+        }
+        Ok(())
+    }
+}
+
+/// The networks' shapes: what `summary`, `bench` and a checkpoint's tensors depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
     pub light: bool,
-    /// Results go to `<result_dir>/<dataset folder name>/`.
-    pub result_dir: PathBuf,
-    pub seed: u64,
-    pub gan_type: GanType,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
-    /// Drop unreadable images (reported at start) instead of stopping.
-    pub skip_bad_images: bool,
-    /// CUDA: TF32 tensor-core convolutions (PyTorch's default; faster, ~1e-3 relative error).
-    pub tf32: bool,
-    /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible).
-    pub cudnn_benchmark: bool,
+    pub img_size: i64,
+    pub ch: i64,
+    pub n_res: i64,
+    pub n_dis: i64,
 }
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            dataset: PathBuf::from("dataset/selfie2anime"),
-            iteration: 1_000_000,
-            batch_size: 1,
-            print_freq: 1000,
-            save_freq: 100_000,
-            save_latest_freq: 1000,
-            decay_flag: true,
-            lr: 1e-4,
-            weight_decay: 1e-4,
-            adv_weight: 1.0,
-            cycle_weight: 10.0,
-            identity_weight: 10.0,
-            cam_weight: 1000.0,
-            ch: 64,
-            n_res: 4,
-            n_dis: 6,
-            img_size: 256,
-            light: false,
-            result_dir: PathBuf::from("results"),
-            seed: 0,
-            gan_type: GanType::Lsgan,
-            device: "cpu".into(),
-            skip_bad_images: false,
-            tf32: false,
-            cudnn_benchmark: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Reads a TOML file; unknown keys are errors (a typo would otherwise be silently ignored).
-    pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+impl Architecture {
+    /// The generator's configuration.
+    pub fn generator(&self) -> generator::Config {
+        generator::Config { ngf: self.ch, n_res: self.n_res, img_size: self.img_size, light: self.light }
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("the configuration serialises")
-    }
-
-    pub fn loss_weights(&self) -> LossWeights {
-        LossWeights {
-            adv: self.adv_weight,
-            cycle: self.cycle_weight,
-            identity: self.identity_weight,
-            cam: self.cam_weight,
-        }
-    }
-
-    /// The networks' architecture, after checking that `img_size` suits the discriminators.
+    /// The six networks' configuration, after checking that `img_size` suits the discriminators.
     pub fn model_config(&self) -> Result<ugatit::Config> {
-        let g = generator::Config { ngf: self.ch, n_res: self.n_res, img_size: self.img_size, light: self.light };
-        if self.n_dis < 4 {
-            bail!("--n-dis {} is too small: the local discriminator needs n_dis >= 4", self.n_dis);
-        }
+        checks::at_least_one("ch", &self.ch)?;
+        checks::at_least_one("n_res", &self.n_res)?;
+        checks::image_size("img_size", &self.img_size)?;
+        checks::discriminator_depth("n_dis", &self.n_dis)?;
         let config = ugatit::Config {
-            generator: g,
+            generator: self.generator(),
             global_dis: discriminator::Config { ndf: self.ch, n_layers: self.n_dis + 1 },
             local_dis: discriminator::Config { ndf: self.ch, n_layers: self.n_dis - 1 },
         };
-        if self.img_size % 4 != 0 || self.img_size < 16 {
-            bail!("--img-size {} must be a multiple of 4 and at least 16", self.img_size);
-        }
         if config.global_dis.logit_size(self.img_size).is_none() {
             let smallest = (16..=4096).step_by(4).find(|&s| config.global_dis.logit_size(s).is_some()).unwrap_or(0);
             let deepest = (4..self.n_dis)
@@ -136,29 +210,96 @@ impl TrainConfig {
         }
         Ok(config)
     }
+}
 
-    /// Checks values a run cannot start with.
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("--iteration", self.iteration),
-            ("--batch-size", self.batch_size),
-            ("--print-freq", self.print_freq),
-            ("--save-freq", self.save_freq),
-            ("--save-latest-freq", self.save_latest_freq),
-            ("--ch", self.ch),
-            ("--n-res", self.n_res),
-        ] {
-            if v < 1 {
-                bail!("{name} must be at least 1 (got {v})");
-            }
+/// What a resumed run must keep from its checkpoint: the networks' shapes and everything that
+/// decides the random draws and the batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunIdentity {
+    pub arch: Architecture,
+    pub seed: u64,
+    pub batch_size: i64,
+    pub gan_type: GanType,
+}
+
+impl RunIdentity {
+    /// `--flag saved → given` for each setting that differs, in declaration order.
+    pub fn differences(&self, given: &RunIdentity) -> Vec<String> {
+        let (a, b) = (&self.arch, &given.arch);
+        let pairs = [
+            ("light", a.light.to_string(), b.light.to_string()),
+            ("img_size", a.img_size.to_string(), b.img_size.to_string()),
+            ("ch", a.ch.to_string(), b.ch.to_string()),
+            ("n_res", a.n_res.to_string(), b.n_res.to_string()),
+            ("n_dis", a.n_dis.to_string(), b.n_dis.to_string()),
+            ("batch_size", self.batch_size.to_string(), given.batch_size.to_string()),
+            ("gan_type", self.gan_type.name().to_string(), given.gan_type.name().to_string()),
+            ("seed", self.seed.to_string(), given.seed.to_string()),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, saved, now)| saved != now)
+            .map(|(key, saved, now)| format!("{} {saved} (checkpoint) vs {now} (given)", flag_name(key)))
+            .collect()
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; unknown keys are errors (a typo would otherwise be silently ignored).
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+    }
+
+    /// The configuration as TOML (what `config.toml` and checkpoints hold).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serialises")
+    }
+
+    pub fn loss_weights(&self) -> LossWeights {
+        LossWeights {
+            adv: self.adv_weight,
+            cycle: self.cycle_weight,
+            identity: self.identity_weight,
+            cam: self.cam_weight,
         }
+    }
+
+    /// The `tf32` and `cudnn_benchmark` settings.
+    pub fn cuda_settings(&self) -> crate::device::CudaSettings {
+        crate::device::CudaSettings { tf32: self.tf32, cudnn_benchmark: self.cudnn_benchmark }
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        Architecture { light: self.light, img_size: self.img_size, ch: self.ch, n_res: self.n_res, n_dis: self.n_dis }
+    }
+
+    pub fn identity(&self) -> RunIdentity {
+        RunIdentity { arch: self.architecture(), seed: self.seed, batch_size: self.batch_size, gan_type: self.gan_type }
+    }
+
+    /// The networks' architecture, after checking that `img_size` suits the discriminators.
+    pub fn model_config(&self) -> Result<ugatit::Config> {
+        self.architecture().model_config()
+    }
+
+    /// Checks every setting, then the architecture as a whole.
+    pub fn validate(&self) -> Result<()> {
+        self.check_each()?;
         self.model_config().map(drop)
     }
 
     /// `<result_dir>/<dataset folder name>`.
     pub fn run_dir(&self) -> PathBuf {
-        let name =
-            self.dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-        self.result_dir.join(name)
+        self.result_dir.join(dataset_name(&self.dataset))
     }
+}
+
+/// A dataset's name for its result folder: the folder's own name, also when given as `.` or
+/// `some/path/..` (resolved against the file system), else `dataset`.
+pub fn dataset_name(dataset: &Path) -> String {
+    let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    named(dataset)
+        .or_else(|| dataset.canonicalize().ok().as_deref().and_then(named))
+        .unwrap_or_else(|| "dataset".into())
 }

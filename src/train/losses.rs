@@ -5,6 +5,7 @@
 //! of a logit map, and the gradient penalty (weight [`GP_WEIGHT`]) on both the patch logits and the
 //! CAM logits.
 
+use crate::choice::Choice;
 use crate::model::Discriminator;
 use tch::{Kind, Reduction, Tensor};
 
@@ -12,7 +13,7 @@ use tch::{Kind, Reduction, Tensor};
 pub const GP_WEIGHT: f64 = 10.0;
 
 /// The adversarial objective (`--gan-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GanType {
     /// Least squares (the paper's choice).
@@ -27,6 +28,23 @@ pub enum GanType {
     WganLp,
     /// Vanilla GAN with a gradient penalty around perturbed real samples.
     Dragan,
+}
+
+impl Choice for GanType {
+    const ALL: &'static [Self] =
+        &[GanType::Lsgan, GanType::Gan, GanType::Hinge, GanType::WganGp, GanType::WganLp, GanType::Dragan];
+
+    /// The name in flags and TOML (serde's kebab-case of the variant).
+    fn name(self) -> &'static str {
+        match self {
+            GanType::Lsgan => "lsgan",
+            GanType::Gan => "gan",
+            GanType::Hinge => "hinge",
+            GanType::WganGp => "wgan-gp",
+            GanType::WganLp => "wgan-lp",
+            GanType::Dragan => "dragan",
+        }
+    }
 }
 
 impl GanType {
@@ -52,6 +70,18 @@ pub fn mse(x: &Tensor, target: f64) -> Tensor {
 /// in different passes.
 pub fn cam_loss(logit: &Tensor, is_source: bool) -> Tensor {
     bce_with_logits(logit, if is_source { 1.0 } else { 0.0 })
+}
+
+/// The cycle-consistency loss (the paper's L_cycle): `mean|G_t→s(G_s→t(x)) − x|`, the image
+/// translated and translated back against the original.
+pub fn cycle_loss(cycled: &Tensor, real: &Tensor) -> Tensor {
+    cycled.l1_loss(real, Reduction::Mean)
+}
+
+/// The identity loss (the paper's L_identity): `mean|G_s→t(x_t) − x_t|`, a target-domain image
+/// through the generator into that domain against itself.
+pub fn identity_loss(same: &Tensor, real: &Tensor) -> Tensor {
+    same.l1_loss(real, Reduction::Mean)
 }
 
 /// The discriminator's loss on the logits of a real and a fake batch.

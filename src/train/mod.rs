@@ -4,7 +4,5 @@ pub mod checkpoint;
 pub mod config;
 pub mod losses;
 pub mod optim;
-pub mod plot;
 pub mod run;
-pub mod samples;
 pub mod step;

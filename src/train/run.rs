@@ -9,15 +9,14 @@
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::optim::{learning_rate, AdamConfig};
-use super::plot::plot_losses;
-use super::samples::{render_grid, save_png, SampleColumn};
 use super::step::{PenaltyNoise, Trainer, LOSS_NAMES};
 use crate::data::augment::test_transform;
 use crate::data::dataset::Dataset;
 use crate::data::loader::UnpairedLoader;
 use crate::data::rng::mix64;
 use crate::io::image::load_rgb8;
-use crate::model::{ResnetGenerator, UGATIT};
+use crate::model::UGATIT;
+use crate::pictures::{plot_losses, render_grid, sample_columns, save_png};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::{File, OpenOptions};
@@ -38,7 +37,7 @@ pub enum Start {
     Fresh,
     /// Our training checkpoint: networks, optimisers and step.
     Resume(PathBuf),
-    /// Networks from any checkpoint `import_checkpoint` reads; the step from a name ending in
+    /// Networks from any checkpoint [`crate::io::checkpoint::read`] reads; the step from a name ending in
     /// `_params_<step>` (UGATIT-pytorch's numbered checkpoints), else 0.
     Import(PathBuf),
 }
@@ -86,26 +85,6 @@ fn sample_batch(paths: &[PathBuf], img_size: i64, device: Device) -> Result<Tens
         .map(|p| test_transform(&load_rgb8(p)?, img_size as u32))
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::stack(&tensors, 0).to_device(device))
-}
-
-/// Columns real | identity | translation | cycle, each with its heatmap, for one direction.
-fn sample_columns(real: &Tensor, forward: &ResnetGenerator, backward: &ResnetGenerator) -> Vec<SampleColumn> {
-    tch::no_grad(|| {
-        let identity = backward.forward(real);
-        let translated = forward.forward(real);
-        let cycle = backward.forward(&translated.image);
-        (0..real.size()[0])
-            .map(|i| SampleColumn {
-                real: real.get(i),
-                heat_identity: identity.heatmap.get(i),
-                identity: identity.image.get(i),
-                heat_translated: translated.heatmap.get(i),
-                translated: translated.image.get(i),
-                heat_cycle: cycle.heatmap.get(i),
-                cycle: cycle.image.get(i),
-            })
-            .collect()
-    })
 }
 
 /// Fixed sample images: the first train and test images of each domain (test transform).
@@ -216,8 +195,7 @@ fn progress_bar(start: i64, total: i64) -> ProgressBar {
 /// steps.
 pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
     config.validate()?;
-    let device = crate::device::parse(&config.device)?;
-    crate::model::layers::set_cuda_convolutions(config.tf32, config.cudnn_benchmark);
+    let device = crate::device::start(&config.device, config.cuda_settings())?;
     let paths = RunPaths::new(config);
     for sub in ["model", "img"] {
         std::fs::create_dir_all(paths.dir.join(sub)).with_context(|| format!("creating {}", paths.dir.display()))?;
@@ -237,7 +215,7 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
         Start::Fresh => 0,
         Start::Resume(path) => checkpoint::load(path, &mut trainer)?,
         Start::Import(path) => {
-            let tensors = crate::io::import::import_checkpoint(path)?;
+            let tensors = crate::io::checkpoint::read(path)?.tensors;
             crate::io::safetensors::copy_into(&tensors, "", &trainer.nets.vs, path)?;
             step_in_name(path).unwrap_or(0)
         }
@@ -262,17 +240,15 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
     )?;
     let bar = progress_bar(done + 1, config.iteration);
     let started = Instant::now();
-    let d_index = LOSS_NAMES.iter().position(|n| *n == "d_loss").expect("d_loss");
-    let g_index = LOSS_NAMES.iter().position(|n| *n == "g_loss").expect("g_loss");
     for step in done + 1..=config.iteration {
         let (real_a, real_b) = loader.next()?;
         let (real_a, real_b) = (real_a.to_device(device), real_b.to_device(device));
         let lr = learning_rate(config.lr, step, config.iteration, config.decay_flag);
         tch::manual_seed(step_seed(config.seed, step));
         let noise = PenaltyNoise::draw(config.gan_type, &real_a);
-        let losses = trainer.step(&real_a, &real_b, &noise, lr).values();
-        let (d_loss, g_loss) = (losses[d_index], losses[g_index]);
-        log.push(step, lr, losses)?;
+        let losses = trainer.step(&real_a, &real_b, &noise, lr).values()?;
+        let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
+        log.push(step, lr, losses.into_values())?;
         bar.set_position(step as u64);
         bar.set_message(format!("d_loss {d_loss:.5} g_loss {g_loss:.5}"));
 

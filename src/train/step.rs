@@ -18,9 +18,12 @@
 //!   generator forwards' activations are alive at once instead of six;
 //! - between these phases the memory they freed goes back to the operating system.
 
-use super::losses::{cam_loss, discriminator_loss, generator_loss, gradient_penalty, penalty_point, GanType};
+use super::losses::{
+    cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
+};
 use super::optim::{Adam, AdamConfig};
 use crate::model::{Discriminator, GeneratorOutput, UGATIT};
+use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
 
 /// Weights of the loss terms (the paper's λ: 1, 10, 10, 1000).
@@ -61,47 +64,88 @@ impl PenaltyNoise {
     }
 }
 
-/// Names of the loss terms a step reports, in [`StepLosses::values`] order.
-pub const LOSS_NAMES: [&str; 30] = [
-    "d_loss",
-    "g_loss",
-    "d_loss_A",
-    "d_loss_B",
-    "g_loss_A",
-    "g_loss_B",
-    "D_ad_GA",
-    "D_ad_cam_GA",
-    "D_ad_LA",
-    "D_ad_cam_LA",
-    "D_ad_GB",
-    "D_ad_cam_GB",
-    "D_ad_LB",
-    "D_ad_cam_LB",
-    "GP_A",
-    "GP_B",
-    "G_ad_GA",
-    "G_ad_cam_GA",
-    "G_ad_LA",
-    "G_ad_cam_LA",
-    "G_ad_GB",
-    "G_ad_cam_GB",
-    "G_ad_LB",
-    "G_ad_cam_LB",
-    "G_recon_A",
-    "G_recon_B",
-    "G_identity_A",
-    "G_identity_B",
-    "G_cam_A",
-    "G_cam_B",
-];
+/// Declares [`LossTerms`]: one field per reported term, the field's name being the term's name
+/// (UGATIT-pytorch's, in the columns of `losses.csv`), so a name and its value cannot drift apart.
+macro_rules! loss_terms {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Every loss term of one step, named as the reference names them.
+        #[allow(non_snake_case)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct LossTerms<T> {
+            $($(#[doc = $doc])* pub $name: T,)*
+        }
+
+        impl<T> LossTerms<T> {
+            /// The terms' names, in column order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
+
+            /// The values in [`LossTerms::NAMES`] order.
+            pub fn into_values(self) -> Vec<T> {
+                vec![$(self.$name,)*]
+            }
+
+            /// The terms from values in [`LossTerms::NAMES`] order (`None` for too few).
+            pub fn from_values(values: impl IntoIterator<Item = T>) -> Option<Self> {
+                let mut values = values.into_iter();
+                Some(Self { $($name: values.next()?,)* })
+            }
+        }
+    };
+}
+
+loss_terms! {
+    /// Both discriminators' total (`d_loss_A + d_loss_B`).
+    d_loss,
+    /// Both generators' total.
+    g_loss,
+    /// Domain A's discriminators, weighted.
+    d_loss_A,
+    d_loss_B,
+    /// genB2A's total (it generates domain A).
+    g_loss_A,
+    g_loss_B,
+    D_ad_GA,
+    D_ad_cam_GA,
+    D_ad_LA,
+    D_ad_cam_LA,
+    D_ad_GB,
+    D_ad_cam_GB,
+    D_ad_LB,
+    D_ad_cam_LB,
+    /// Gradient penalties (zero without one).
+    GP_A,
+    GP_B,
+    G_ad_GA,
+    G_ad_cam_GA,
+    G_ad_LA,
+    G_ad_cam_LA,
+    G_ad_GB,
+    G_ad_cam_GB,
+    G_ad_LB,
+    G_ad_cam_LB,
+    /// Cycle losses, unweighted.
+    G_recon_A,
+    G_recon_B,
+    /// Identity losses, unweighted.
+    G_identity_A,
+    G_identity_B,
+    /// CAM losses, unweighted.
+    G_cam_A,
+    G_cam_B,
+}
+
+/// Names of the loss terms a step reports, in column order.
+pub const LOSS_NAMES: &[&str] = LossTerms::<()>::NAMES;
 
 /// Every loss term of one step, kept on the device until read.
 pub struct StepLosses(Tensor);
 
 impl StepLosses {
-    /// The terms as numbers, named by [`LOSS_NAMES`] (one device synchronisation).
-    pub fn values(&self) -> Vec<f64> {
-        Vec::<f64>::try_from(self.0.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default()
+    /// The terms as numbers (one device synchronisation).
+    pub fn values(&self) -> Result<LossTerms<f64>> {
+        let values = Vec::<f64>::try_from(self.0.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+            .context("copying the loss terms to the host")?;
+        LossTerms::from_values(values).context("the step reported too few loss terms")
     }
 }
 
@@ -213,39 +257,39 @@ impl Trainer {
             + &g.ident_b * w.identity
             + &g.cam_b * w.cam;
         let g_loss = &g_loss_a + &g_loss_b;
-        let terms = [
-            &d_loss,
-            &g_loss,
-            &d_loss_a,
-            &d_loss_b,
-            &g_loss_a,
-            &g_loss_b,
-            &d.ga.patch,
-            &d.ga.cam,
-            &d.la.patch,
-            &d.la.cam,
-            &d.gb.patch,
-            &d.gb.cam,
-            &d.lb.patch,
-            &d.lb.cam,
-            &d.gp_a,
-            &d.gp_b,
-            &g.ga.patch,
-            &g.ga.cam,
-            &g.la.patch,
-            &g.la.cam,
-            &g.gb.patch,
-            &g.gb.cam,
-            &g.lb.patch,
-            &g.lb.cam,
-            &g.recon_a,
-            &g.recon_b,
-            &g.ident_a,
-            &g.ident_b,
-            &g.cam_a,
-            &g.cam_b,
-        ];
-        let terms: Vec<Tensor> = terms.iter().map(|t| t.to_kind(Kind::Double).reshape([1])).collect();
+        let terms = LossTerms {
+            d_loss,
+            g_loss,
+            d_loss_A: d_loss_a,
+            d_loss_B: d_loss_b,
+            g_loss_A: g_loss_a,
+            g_loss_B: g_loss_b,
+            D_ad_GA: d.ga.patch,
+            D_ad_cam_GA: d.ga.cam,
+            D_ad_LA: d.la.patch,
+            D_ad_cam_LA: d.la.cam,
+            D_ad_GB: d.gb.patch,
+            D_ad_cam_GB: d.gb.cam,
+            D_ad_LB: d.lb.patch,
+            D_ad_cam_LB: d.lb.cam,
+            GP_A: d.gp_a,
+            GP_B: d.gp_b,
+            G_ad_GA: g.ga.patch,
+            G_ad_cam_GA: g.ga.cam,
+            G_ad_LA: g.la.patch,
+            G_ad_cam_LA: g.la.cam,
+            G_ad_GB: g.gb.patch,
+            G_ad_cam_GB: g.gb.cam,
+            G_ad_LB: g.lb.patch,
+            G_ad_cam_LB: g.lb.cam,
+            G_recon_A: g.recon_a,
+            G_recon_B: g.recon_b,
+            G_identity_A: g.ident_a,
+            G_identity_B: g.ident_b,
+            G_cam_A: g.cam_a,
+            G_cam_B: g.cam_b,
+        };
+        let terms: Vec<Tensor> = terms.into_values().iter().map(|t| t.to_kind(Kind::Double).reshape([1])).collect();
         StepLosses(Tensor::cat(&terms, 0))
     }
 
@@ -302,7 +346,6 @@ impl Trainer {
     ) -> GLosses {
         let Self { nets, opt_g, gan, weights: w, .. } = self;
         let gan = *gan;
-        let l1 = |x: &Tensor, y: &Tensor| x.l1_loss(y, tch::Reduction::Mean);
         opt_g.begin_update();
         let (fake_a2b, fake_b2a) = (cut(&a2b.image), cut(&b2a.image));
 
@@ -310,8 +353,8 @@ impl Trainer {
         let (gb, lb) = (g_terms(gan, &nets.dis_gb, &fake_a2b), g_terms(gan, &nets.dis_lb, &fake_a2b));
         let a2b2a = nets.gen_b2a.forward(&fake_a2b);
         let a2a = nets.gen_b2a.forward(real_a);
-        let recon_a = l1(&a2b2a.image, real_a);
-        let ident_a = l1(&a2a.image, real_a);
+        let recon_a = cycle_loss(&a2b2a.image, real_a);
+        let ident_a = identity_loss(&a2a.image, real_a);
         let cam_a2a = cam_loss(&a2a.cam_logit, false);
         let loss = (ga.sum() + la.sum() + gb.sum() + lb.sum()) * w.adv
             + &recon_a * w.cycle
@@ -327,8 +370,8 @@ impl Trainer {
 
         let b2a2b = nets.gen_a2b.forward(&fake_b2a);
         let b2b = nets.gen_a2b.forward(real_b);
-        let recon_b = l1(&b2a2b.image, real_b);
-        let ident_b = l1(&b2b.image, real_b);
+        let recon_b = cycle_loss(&b2a2b.image, real_b);
+        let ident_b = identity_loss(&b2b.image, real_b);
         let (cam_a2b, cam_b2b) = (cam_loss(&a2b.cam_logit, true), cam_loss(&b2b.cam_logit, false));
         let loss = &recon_b * w.cycle
             + &ident_b * w.identity

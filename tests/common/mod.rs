@@ -61,7 +61,7 @@ pub fn assert_close(name: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
 
 /// The device tests run on: `UGATIT_TEST_DEVICE` (`cuda`, …) or the CPU; on CUDA without TF32.
 pub fn device() -> tch::Device {
-    ugatit::model::layers::set_cuda_convolutions(false, false);
+    ugatit::device::set_cuda_settings(ugatit::device::CudaSettings::default());
     match std::env::var("UGATIT_TEST_DEVICE") {
         Ok(name) => ugatit::device::parse(&name).expect("UGATIT_TEST_DEVICE"),
         Err(_) => tch::Device::Cpu,

@@ -2,7 +2,7 @@
 //! an RGB image with an embedded 5×7 bitmap font, so no font files or plotting stack are
 //! needed on a training machine.
 
-use super::samples::save_png;
+use super::grid::save_png;
 use anyhow::{bail, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;

@@ -1,6 +1,8 @@
-//! Importing U-GAT-IT checkpoints written by the Python implementations.
+//! Reading U-GAT-IT checkpoints, ours and those the Python implementations write: the one entry
+//! point every subcommand that takes a `--checkpoint` goes through.
 //!
-//! [`import_checkpoint`] detects the container by content, not by file name:
+//! [`read`] detects the container by content, not by file name, once, and hands the bytes to that
+//! format's reader:
 //!
 //! | content | writer | layout |
 //! |---|---|---|
@@ -9,9 +11,10 @@
 //! | pickle of numpy arrays | `paddle.save` / PaddleGAN's trainer (protocol 2) | `{genA2B: {...}, ..., optimG, optimD, epoch}` or a bare generator `state_dict` |
 //! | safetensors | [`convert`], this crate | `genA2B.DownBlock.1.weight`, ... |
 //!
-//! and returns the tensors of the networks it finds, keyed `<net>.<reference key>` in torch
-//! layout, ready for [`crate::io::safetensors::copy_into`] with the prefix `"<net>."`. Other
-//! entries (optimizer state, epoch counters) are skipped.
+//! and returns a [`Checkpoint`]: the tensors of the networks it finds, keyed `<net>.<reference
+//! key>` in torch layout, ready for [`crate::io::safetensors::copy_into`] with the prefix
+//! `"<net>."`, the file's metadata (safetensors only) and its format. Other entries (optimizer
+//! state, epoch counters) are skipped.
 //!
 //! PaddleGAN's networks are ports of UGATIT-pytorch with the same parameter names, so mapping a
 //! PaddleGAN file needs only two layout fixes:
@@ -30,13 +33,10 @@
 //! style, or `torch.save(genA2B.state_dict())`) is recognised by its keys and returned under
 //! `genA2B.`; a bare discriminator is an error because its role cannot be told.
 
-use crate::io::pdparams;
 use crate::io::pickle::{NdArray, Value};
-use crate::io::safetensors::write;
-use crate::io::torch_archive::{self, TorchFile, ZipIndex};
-use anyhow::{anyhow, bail, Context, Result};
-use safetensors::tensor::Dtype;
-use safetensors::SafeTensors;
+use crate::io::torch_archive::{self, TorchFile};
+use crate::io::{pdparams, safetensors};
+use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tch::{Kind, Tensor};
@@ -88,19 +88,34 @@ pub fn detect_format(data: &[u8]) -> Option<Format> {
     (data.first() == Some(&0x80)).then_some(Format::Pickle)
 }
 
-/// Imports the networks of a checkpoint file: tensors keyed `<net>.<reference key>` in torch
-/// layout (see the module documentation). Errors name the file and the problem.
-pub fn import_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+/// A checkpoint's networks, as read by [`read`].
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// `<net>.<reference key>` → tensor, in torch layout, on the CPU.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The file's own metadata (ours: format, step, the run's `config` as TOML); empty for the
+    /// Python formats.
+    pub metadata: BTreeMap<String, String>,
+    pub format: Format,
+}
+
+impl Checkpoint {
+    /// The image size recorded in a ugatit-rs training checkpoint's configuration.
+    pub fn trained_img_size(&self) -> Option<i64> {
+        let config: crate::train::config::TrainConfig = toml::from_str(self.metadata.get("config")?).ok()?;
+        Some(config.img_size)
+    }
+}
+
+/// Reads the networks of a checkpoint file (see the module documentation). Errors name the file
+/// and the problem.
+pub fn read(path: &Path) -> Result<Checkpoint> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    import_checkpoint_bytes(data).with_context(|| format!("{}", path.display()))
+    read_bytes(data).with_context(|| format!("{}", path.display()))
 }
 
-/// [`import_checkpoint`] on the bytes of a file.
-pub fn import_checkpoint_bytes(data: Vec<u8>) -> Result<BTreeMap<String, Tensor>> {
-    Ok(import_with_format(data)?.0)
-}
-
-fn import_with_format(data: Vec<u8>) -> Result<(BTreeMap<String, Tensor>, Format)> {
+/// [`read`] on the bytes of a file.
+pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
     let Some(format) = detect_format(&data) else {
         if data.is_empty() {
             bail!("empty file");
@@ -108,36 +123,31 @@ fn import_with_format(data: Vec<u8>) -> Result<(BTreeMap<String, Tensor>, Format
         let head: Vec<String> = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
         bail!("wrong magic: not a torch, pdparams or safetensors file (starts with {})", head.join(" "));
     };
+    let mut metadata = BTreeMap::new();
     let tensors = match format {
-        Format::TorchZip => {
-            let index = ZipIndex::parse(&data)?;
-            let torchscript =
-                index.entries().iter().any(|e| e.name.contains("/code/") || e.name.ends_with("/constants.pkl"));
-            if torchscript {
-                bail!("this is a TorchScript archive (torch.jit.save), not a checkpoint of state_dicts");
-            }
-            from_torch(&TorchFile::from_bytes(data)?)?
-        }
-        Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?)?,
+        Format::TorchZip | Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?)?,
         Format::Pickle => {
             let root = pdparams::load_pdparams_bytes(&data)?;
             drop(data);
             from_paddle(&root)?
         }
-        Format::Safetensors => from_safetensors(&data)?,
+        Format::Safetensors => {
+            let file = safetensors::read_bytes(&data)?;
+            metadata = file.metadata;
+            from_safetensors(file.tensors)?
+        }
     };
-    Ok((tensors, format))
+    Ok(Checkpoint { tensors, metadata, format })
 }
 
-/// Imports `input` (any format [`import_checkpoint`] reads) and writes its tensors to the
-/// safetensors file `output` with the same `<net>.<key>` names; returns how many were written.
+/// Reads `input` (any format [`read`] reads) and writes its networks to the safetensors file
+/// `output` with the same `<net>.<key>` names; returns how many tensors were written.
 pub fn convert(input: &Path, output: &Path) -> Result<usize> {
-    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let (tensors, format) = import_with_format(data).with_context(|| format!("{}", input.display()))?;
-    let list: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    let checkpoint = read(input)?;
+    let list: Vec<(String, Tensor)> = checkpoint.tensors.into_iter().collect();
     let mut meta = BTreeMap::new();
-    meta.insert("converted_from".to_string(), format.name().to_string());
-    write(output, &list, &meta)?;
+    meta.insert("converted_from".to_string(), checkpoint.format.name().to_string());
+    safetensors::write(output, &list, &meta)?;
     Ok(list.len())
 }
 
@@ -250,52 +260,11 @@ fn paddle_to_torch(net: &str, arrays: BTreeMap<String, NdArray>, out: &mut BTree
     Ok(())
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::BOOL => Kind::Bool,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::I8 => Kind::Int8,
-        Dtype::I16 => Kind::Int16,
-        Dtype::I32 => Kind::Int,
-        Dtype::I64 => Kind::Int64,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        _ => return None,
-    })
-}
-
-fn from_safetensors(data: &[u8]) -> Result<BTreeMap<String, Tensor>> {
-    let st = SafeTensors::deserialize(data).map_err(|e| anyhow!("invalid safetensors file: {e}"))?;
-    let mut tensors = BTreeMap::new();
-    // Our training checkpoints also hold the optimisers' state, which is not a network's.
+/// The networks of a safetensors file: our training checkpoints also hold the optimisers'
+/// state, which is not a network's; a file of one bare generator is taken as `genA2B`.
+fn from_safetensors(tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
     let is_optimizer = |name: &str| name.starts_with("optimG.") || name.starts_with("optimD.");
-    for (name, view) in st.tensors().into_iter().filter(|(name, _)| !is_optimizer(name)) {
-        let kind =
-            kind_of(view.dtype()).ok_or_else(|| anyhow!("tensor {name} has unsupported dtype {:?}", view.dtype()))?;
-        let shape = view
-            .shape()
-            .iter()
-            .map(|&d| i64::try_from(d).map_err(|_| anyhow!("tensor {name}: dimension too large")))
-            .collect::<Result<Vec<i64>>>()?;
-        let numel = view
-            .shape()
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()));
-        // libtorch copies numel * elt_size bytes: never trust the header for that.
-        if numel != Some(view.data().len()) {
-            bail!("tensor {name}: data length does not match its shape");
-        }
-        let t = if kind == Kind::Bool {
-            let bytes: Vec<u8> = view.data().iter().map(|&b| (b != 0) as u8).collect();
-            Tensor::f_from_data_size(&bytes, &shape, kind)?
-        } else {
-            Tensor::f_from_data_size(view.data(), &shape, kind)?
-        };
-        tensors.insert(name, t);
-    }
+    let tensors: BTreeMap<String, Tensor> = tensors.into_iter().filter(|(name, _)| !is_optimizer(name)).collect();
     let prefixed = tensors.keys().any(|k| NETWORKS.iter().any(|n| k.starts_with(&format!("{n}."))));
     if prefixed {
         return Ok(tensors);

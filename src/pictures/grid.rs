@@ -8,6 +8,7 @@
 //! size, then the JET colour map. The output is RGB (the reference works in BGR only because
 //! OpenCV writes BGR).
 
+use crate::model::ResnetGenerator;
 use anyhow::{bail, Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::path::Path;
@@ -43,6 +44,28 @@ impl SampleColumn {
             ("cycle", &self.cycle, false),
         ]
     }
+}
+
+/// The columns of one direction for each image of the batch `real` (`[N, 3, S, S]`): its
+/// identity through `backward`, its translation through `forward` and that translation's cycle
+/// back through `backward`, each with its heatmap. Computed without gradients.
+pub fn sample_columns(real: &Tensor, forward: &ResnetGenerator, backward: &ResnetGenerator) -> Vec<SampleColumn> {
+    tch::no_grad(|| {
+        let identity = backward.forward(real);
+        let translated = forward.forward(real);
+        let cycle = backward.forward(&translated.image);
+        (0..real.size()[0])
+            .map(|i| SampleColumn {
+                real: real.get(i),
+                heat_identity: identity.heatmap.get(i),
+                identity: identity.image.get(i),
+                heat_translated: translated.heatmap.get(i),
+                translated: translated.image.get(i),
+                heat_cycle: cycle.heatmap.get(i),
+                cycle: cycle.image.get(i),
+            })
+            .collect()
+    })
 }
 
 /// Renders `columns` as a grid of `ROWS × columns.len()` tiles of `tile × tile` pixels
