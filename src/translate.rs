@@ -25,13 +25,6 @@ pub enum Direction {
 
 impl Choice for Direction {
     const ALL: &'static [Self] = &[Direction::A2b, Direction::B2a];
-
-    fn name(self) -> &'static str {
-        match self {
-            Direction::A2b => "a2b",
-            Direction::B2a => "b2a",
-        }
-    }
 }
 
 impl Direction {

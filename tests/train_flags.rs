@@ -102,3 +102,16 @@ fn cuda_switches_reach_config_toml() {
     assert_eq!(config["lr"], toml::Value::Float(0.0003), "{text}");
     let _ = std::fs::remove_dir_all(results);
 }
+
+/// Flag names and TOML strings of the loss types are one set of names.
+#[test]
+fn gan_type_names_match_their_toml_strings() {
+    use ugatit::choice::Choice;
+    use ugatit::train::losses::GanType;
+    for &gan in GanType::ALL {
+        let config = TrainConfig { gan_type: gan, ..TrainConfig::default() };
+        let table: toml::Table = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(table["gan_type"].as_str(), Some(gan.name().as_str()));
+        assert_eq!(GanType::from_name(&gan.name()), Some(gan));
+    }
+}

@@ -31,7 +31,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub dataset: Option<PathBuf>,
     /// Which generator translates, with --checkpoint.
-    #[arg(long, default_value = Direction::A2b.name(), value_parser = settings::choice::<Direction>())]
+    #[arg(long, default_value = "a2b", value_parser = settings::choice::<Direction>())]
     pub direction: Direction,
     /// Working size of a light model, with --checkpoint.
     #[arg(long, allow_negative_numbers = true)]
@@ -56,7 +56,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub fetch: bool,
     /// Input scaling: gm = x/127.5−1 (GAN_Metrics-Tensorflow, the paper), tf-graph = (x−128)/128.
-    #[arg(long, default_value = Preprocess::Gm.name(), value_parser = settings::choice::<Preprocess>())]
+    #[arg(long, default_value = "gm", value_parser = settings::choice::<Preprocess>())]
     pub preprocess: Preprocess,
     /// KID block size (GAN_Metrics-Tensorflow uses 10; tfgan's default is 1024).
     #[arg(long, default_value_t = GM_MAX_BLOCK_SIZE)]
@@ -104,7 +104,7 @@ pub struct EvalReport {
     /// KID block size.
     pub max_block_size: usize,
     /// Input scaling (`gm` or `tf-graph`).
-    pub preprocess: &'static str,
+    pub preprocess: String,
     /// How the images were ordered (the KID blocks depend on it).
     pub image_order: &'static str,
     /// sha1 of the TorchScript archive the weights come from.

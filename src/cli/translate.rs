@@ -1,7 +1,6 @@
 //! `ugatit translate` and `ugatit test`: images through a trained generator.
 
 use super::settings;
-use crate::choice::Choice;
 use crate::data::augment::test_transform;
 use crate::io::image::{load_rgb8, resize_bilinear_pil, RgbImage};
 use crate::pictures::{heatmap_tile, image_tile, render_grid, sample_columns, save_png};
@@ -19,7 +18,7 @@ pub struct TranslateArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// a2b: genA2B (e.g. selfie → anime); b2a: genB2A.
-    #[arg(long, default_value = Direction::A2b.name(), value_parser = settings::choice::<Direction>())]
+    #[arg(long, default_value = "a2b", value_parser = settings::choice::<Direction>())]
     pub direction: Direction,
     /// Image files, folders (searched recursively) or glob patterns.
     #[arg(required = true)]

@@ -53,14 +53,6 @@ impl Preprocess {
 
 impl Choice for Preprocess {
     const ALL: &'static [Self] = &[Preprocess::Gm, Preprocess::TfGraph];
-
-    /// The name used on the command line, in the cache key and in reports.
-    fn name(self) -> &'static str {
-        match self {
-            Preprocess::Gm => "gm",
-            Preprocess::TfGraph => "tf-graph",
-        }
-    }
 }
 
 /// Resizes one image to the network's 299×299 with PIL's bilinear filter.

@@ -33,18 +33,6 @@ pub enum GanType {
 impl Choice for GanType {
     const ALL: &'static [Self] =
         &[GanType::Lsgan, GanType::Gan, GanType::Hinge, GanType::WganGp, GanType::WganLp, GanType::Dragan];
-
-    /// The name in flags and TOML (serde's kebab-case of the variant).
-    fn name(self) -> &'static str {
-        match self {
-            GanType::Lsgan => "lsgan",
-            GanType::Gan => "gan",
-            GanType::Hinge => "hinge",
-            GanType::WganGp => "wgan-gp",
-            GanType::WganLp => "wgan-lp",
-            GanType::Dragan => "dragan",
-        }
-    }
 }
 
 impl GanType {

@@ -87,23 +87,6 @@ pub const KNOWN_GLOBALS: &[&str] = &[
     "torch.jit._pickle.restore_type_tag",
 ];
 
-pub(super) const NUMPY_GLOBALS: &[&str] = &[
-    "collections.OrderedDict",
-    "builtins.tuple",
-    "builtins.list",
-    "builtins.set",
-    "builtins.frozenset",
-    "builtins.bytes",
-    "builtins.bytearray",
-    "_codecs.encode",
-    "numpy.core.multiarray._reconstruct",
-    "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.ndarray",
-    "numpy.dtype",
-];
-
 impl Options {
     fn allows(&self, g: &Global) -> bool {
         if self.torchscript_classes && g.module.starts_with("__torch__") {

@@ -486,31 +486,30 @@ impl<'a, 'o> Machine<'a, 'o> {
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
     }
 
-    fn extend_list(&mut self, items: Vec<Id>, what: &str) -> PResult<()> {
+    /// Runs `extend` on the container at the top of the stack; `extend` returns false when the
+    /// node is not of the kind `what` extends.
+    fn extend_top(&mut self, what: &str, extend: impl FnOnce(&mut Node) -> bool) -> PResult<()> {
         let target = self.top()?;
-        match &mut self.nodes[target] {
-            Node::List(l) => {
-                l.extend(items);
-                Ok(())
-            }
-            other => {
-                let t = other.type_name();
-                self.invalid(format!("{what} on a {t}"))
-            }
+        if extend(&mut self.nodes[target]) {
+            return Ok(());
         }
+        let t = self.nodes[target].type_name();
+        self.invalid(format!("{what} on a {t}"))
+    }
+
+    fn extend_list(&mut self, items: Vec<Id>, what: &str) -> PResult<()> {
+        self.extend_top(what, |node| {
+            let Node::List(l) = node else { return false };
+            l.extend(items);
+            true
+        })
     }
 
     fn extend_dict(&mut self, pairs: Vec<(Id, Id)>, what: &str) -> PResult<()> {
-        let target = self.top()?;
-        match &mut self.nodes[target] {
-            Node::Dict(d) => {
-                d.extend(pairs);
-                Ok(())
-            }
-            other => {
-                let t = other.type_name();
-                self.invalid(format!("{what} on a {t}"))
-            }
-        }
+        self.extend_top(what, |node| {
+            let Node::Dict(d) = node else { return false };
+            d.extend(pairs);
+            true
+        })
     }
 }

@@ -36,7 +36,6 @@ mod op;
 pub use globals::{Global, KNOWN_GLOBALS};
 pub use limits::{DEFAULT_MAX_DEPTH, MAX_DIMS};
 
-use globals::NUMPY_GLOBALS;
 use machine::Machine;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -405,11 +404,17 @@ pub struct Options {
     pub max_depth: usize,
 }
 
+/// [`KNOWN_GLOBALS`] without those whose name starts with `excluded`.
+fn known_globals_except(excluded: Option<&str>) -> BTreeSet<String> {
+    let keep = |g: &&&str| excluded.is_none_or(|prefix| !g.starts_with(prefix));
+    KNOWN_GLOBALS.iter().filter(keep).map(|s| s.to_string()).collect()
+}
+
 impl Options {
     /// Only what `paddle.save` / `pickle.dump` of numpy arrays in (ordered) dicts needs.
     pub fn numpy() -> Self {
         Self {
-            allowed_globals: NUMPY_GLOBALS.iter().map(|s| s.to_string()).collect(),
+            allowed_globals: known_globals_except(Some("torch.")),
             torchscript_classes: false,
             torch_storages: false,
             max_depth: DEFAULT_MAX_DEPTH,
@@ -419,11 +424,7 @@ impl Options {
     /// `torch.save` files (tensors, parameters, ordered dicts; numpy values are allowed too).
     pub fn torch() -> Self {
         Self {
-            allowed_globals: KNOWN_GLOBALS
-                .iter()
-                .filter(|g| !g.starts_with("torch.jit."))
-                .map(|s| s.to_string())
-                .collect(),
+            allowed_globals: known_globals_except(Some("torch.jit.")),
             torchscript_classes: false,
             torch_storages: true,
             max_depth: DEFAULT_MAX_DEPTH,
@@ -434,7 +435,7 @@ impl Options {
     /// `torch.jit._pickle` helpers.
     pub fn torchscript() -> Self {
         Self {
-            allowed_globals: KNOWN_GLOBALS.iter().map(|s| s.to_string()).collect(),
+            allowed_globals: known_globals_except(None),
             torchscript_classes: true,
             torch_storages: true,
             max_depth: DEFAULT_MAX_DEPTH,
