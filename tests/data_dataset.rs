@@ -4,7 +4,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use std::path::{Path, PathBuf};
-use ugatit::data::dataset::{candidate_files, Dataset, SPLITS};
+use ugatit::data::dataset::{Dataset, SPLITS};
+use ugatit::io::image::list_images as candidate_files;
 
 /// A fresh, empty folder under cargo's per-test temporary directory.
 fn scratch(name: &str) -> PathBuf {

@@ -221,15 +221,15 @@ fn enormous_dimensions_are_refused_before_decoding() {
 }
 
 #[test]
-fn list_images_sorts_by_name_and_filters_extensions() {
+fn list_images_sorts_by_name_and_takes_every_visible_file() {
     let dir = scratch("list");
-    for name in ["b.png", "a.JPG", "c.txt", "10.webp", "2.bmp"] {
+    for name in ["b.png", "a.JPG", "c.txt", "10.webp", "2.bmp", ".hidden.png"] {
         std::fs::write(dir.join(name), b"x").unwrap();
     }
     std::fs::create_dir(dir.join("d.png")).unwrap();
     let names: Vec<String> =
         list_images(&dir).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["10.webp", "2.bmp", "a.JPG", "b.png"]);
+    assert_eq!(names, ["10.webp", "2.bmp", "a.JPG", "b.png", "c.txt"]);
     let msg = format!("{:#}", list_images(&dir.join("missing")).unwrap_err());
     assert!(msg.contains("missing"), "{msg}");
 }

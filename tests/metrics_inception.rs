@@ -109,8 +109,14 @@ fn folder_features_are_cached_and_invalidated() {
     for name in ["testB_0062.jpg", "testB_0081.jpg"] {
         std::fs::copy(fixture(&format!("images/{name}")), dir.join(name)).unwrap();
     }
-    std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+    // Images are taken by content: a file that is not one is an error naming it; hidden files
+    // are not looked at.
+    std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
+    std::fs::write(dir.join(".notes"), "ignored").unwrap();
     let opts = FolderOptions { cache_dir: Some(cache.clone()), progress: false };
+    let err = format!("{:#}", ex.folder_features(&dir, &opts).unwrap_err());
+    assert!(err.contains("notes.txt") && err.contains("not an image"), "{err}");
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
     let first = ex.folder_features(&dir, &opts).unwrap();
     assert!(!first.from_cache);
     assert_eq!(first.features.size(), [2, 2048]);

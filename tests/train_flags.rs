@@ -10,7 +10,7 @@ use ugatit::cli::{Cli, Command as Sub};
 use ugatit::train::config::TrainConfig;
 
 /// Flags of `train` that are not settings of the run.
-const NOT_SETTINGS: &[&str] = &["config", "resume", "resume_from", "help"];
+const NOT_SETTINGS: &[&str] = &["config", "resume", "resume_from", "overwrite", "help"];
 
 /// A value other than `default` for the flag `arg`, as the command line gives it, and as TOML
 /// then holds it.

@@ -3,11 +3,11 @@
 
 use super::settings;
 use crate::train::config::TrainConfig;
-use crate::train::run::{self, Outcome, RunPaths, Start};
+use crate::train::run::{self, Options, Outcome, Start};
+use crate::train::run_dir::RunPaths;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// The bundled demo dataset (a handful of selfie2anime images), used when no dataset is given.
 pub const DEMO_DATASET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample");
@@ -28,6 +28,10 @@ pub struct TrainArgs {
     /// continues after that step, as the reference's own resume does.
     #[arg(long, value_name = "PATH", conflicts_with = "resume")]
     pub resume_from: Option<PathBuf>,
+    /// Start a new run in a folder that holds an earlier one: the earlier run's config.toml,
+    /// losses, grids and checkpoints are removed first.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[command(flatten)]
     pub run: settings::run::Flags,
     #[command(flatten)]
@@ -63,6 +67,28 @@ impl TrainArgs {
     }
 }
 
+/// The signal that asked the run to stop (0: none), set by [`on_signal`].
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only atomic stores: async-signal-safe.
+    SIGNAL.store(signal, Ordering::SeqCst);
+    INTERRUPT.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM finish the current step, save and exit with 128 + the signal's number.
+fn catch_stop_signals() -> Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only performs atomic stores.
+        let previous = unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+        if previous == libc::SIG_ERR {
+            bail!("cannot install a handler for signal {signal}");
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = args.resolve()?;
     let latest = RunPaths::new(&config).latest();
@@ -88,15 +114,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         Start::Fresh
     };
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    eprintln!("training into {}", config.run_dir().display());
-    match run::train(&config, &start, interrupt)? {
+    catch_stop_signals()?;
+    match run::train(&config, &start, Options { overwrite: args.overwrite }, &INTERRUPT)? {
         Outcome::Finished => Ok(()),
         Outcome::Interrupted(step) => {
             eprintln!("interrupted after step {step}; continue with --resume");
-            std::process::exit(130)
+            std::process::exit(128 + SIGNAL.load(Ordering::SeqCst))
         }
     }
 }

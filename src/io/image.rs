@@ -29,9 +29,6 @@ pub const MAX_SIDE: u32 = 16_384;
 /// Largest allocation a decoder may make for one image (1 GiB).
 pub const MAX_ALLOC_BYTES: u64 = 1 << 30;
 
-/// File extensions [`list_images`] picks up (lower case; matching is case-insensitive).
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
-
 /// Reads and decodes `path` into 8-bit RGB. Errors name the file and the reason.
 pub fn load_rgb8(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -117,8 +114,10 @@ fn to_rgb8(image: DynamicImage) -> RgbImage {
     }
 }
 
-/// Image files directly inside `dir` (not recursive) whose extension is one of
-/// [`IMAGE_EXTENSIONS`], sorted by file name (byte order of the name).
+/// The candidate images directly inside `dir` (not recursive): every regular, non-hidden file
+/// (symbolic links followed), whatever its name, sorted by file name (byte order). Every
+/// subcommand takes images by content, not by extension (selfie2anime's anime "JPEGs" are PNG
+/// files); a file that does not decode is an error or a reported failure where it is read.
 ///
 /// Sorting makes runs reproducible; GAN_Metrics-Tensorflow used `glob` order, which is the
 /// directory's own order and differs between machines, and the KID block estimator depends on it.
@@ -127,12 +126,9 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let hidden = entry.file_name().as_encoded_bytes().first() == Some(&b'.');
         let path = entry.path();
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if is_image && path.is_file() {
+        if !hidden && path.is_file() {
             files.push(path);
         }
     }

@@ -123,7 +123,7 @@ impl Extractor {
     pub fn folder_features(&self, dir: &Path, options: &FolderOptions) -> Result<FolderFeatures> {
         let files = list_images(dir)?;
         if files.is_empty() {
-            bail!("{} holds no images (looked for {})", dir.display(), crate::io::image::IMAGE_EXTENSIONS.join(", "));
+            bail!("{} holds no images (no non-hidden files)", dir.display());
         }
         let key = cache_key(dir, &files, self.preprocess)?;
         let cache_file =

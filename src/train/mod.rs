@@ -2,7 +2,9 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod log;
 pub mod losses;
 pub mod optim;
 pub mod run;
+pub mod run_dir;
 pub mod step;

@@ -1,29 +1,27 @@
 //! The training loop: UGATIT-pytorch's `--phase train`, with exact resume, progress bar, loss
-//! log, loss plot and sample grids.
+//! log, loss plot and sample grids, into the run folder described in [`super::run_dir`].
 //!
-//! Layout of `<result_dir>/<dataset>/`: `config.toml` (the effective configuration),
-//! `losses.csv` (every loss term of every step), `losses.png`, `img/A2B_%07d.png` and
-//! `img/B2A_%07d.png` (sample grids), `model/latest.safetensors` and
-//! `model/<dataset>_params_%07d.safetensors`.
+//! Before anything is written the configuration and the whole dataset are checked and the
+//! folder's lock is taken; a new run refuses a folder that holds another run unless told to
+//! replace it; non-finite losses stop the run before they reach a checkpoint.
 
 use super::checkpoint;
 use super::config::TrainConfig;
+use super::log::LossLog;
 use super::optim::{learning_rate, AdamConfig};
-use super::step::{PenaltyNoise, Trainer, LOSS_NAMES};
+use super::run_dir::{RunLock, RunPaths};
+use super::step::{LossTerms, PenaltyNoise, Trainer};
 use crate::data::augment::test_transform;
 use crate::data::dataset::Dataset;
 use crate::data::loader::UnpairedLoader;
 use crate::data::rng::mix64;
 use crate::io::image::load_rgb8;
 use crate::model::UGATIT;
-use crate::pictures::{plot_losses, render_grid, sample_columns, save_png};
-use anyhow::{Context, Result};
+use crate::pictures::{render_grid, sample_columns, save_png};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -54,27 +52,6 @@ pub enum Outcome {
     Finished,
     /// Stopped by SIGINT/SIGTERM after saving the latest checkpoint at this step.
     Interrupted(i64),
-}
-
-/// Where the run's files go.
-pub struct RunPaths {
-    pub dir: PathBuf,
-}
-
-impl RunPaths {
-    pub fn new(config: &TrainConfig) -> Self {
-        Self { dir: config.run_dir() }
-    }
-    pub fn latest(&self) -> PathBuf {
-        self.dir.join("model").join("latest.safetensors")
-    }
-    fn numbered(&self, step: i64) -> PathBuf {
-        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.dir.join("model").join(format!("{name}_params_{step:07}.safetensors"))
-    }
-    fn csv(&self) -> PathBuf {
-        self.dir.join("losses.csv")
-    }
 }
 
 /// A batch of fixed images for the sample grids, `[N, 3, S, S]` on the training device.
@@ -114,69 +91,6 @@ impl Samples {
     }
 }
 
-/// The per-step loss log, kept in memory for the plot and appended to `losses.csv`.
-struct LossLog {
-    writer: BufWriter<File>,
-    history: Vec<(i64, Vec<f64>)>,
-}
-
-impl LossLog {
-    /// Opens the log, keeping only the rows of steps up to `last_step` (rows a killed run wrote
-    /// after its last checkpoint would otherwise appear twice).
-    fn open(path: &Path, last_step: i64) -> Result<Self> {
-        let mut history: Vec<(i64, Vec<f64>)> = Vec::new();
-        if last_step > 0 && path.exists() {
-            let reader = BufReader::new(File::open(path).with_context(|| format!("reading {}", path.display()))?);
-            for line in reader.lines().skip(1) {
-                let line = line?;
-                let mut fields = line.split(',');
-                let Some(Ok(step)) = fields.next().map(str::parse::<i64>) else { continue };
-                if step > last_step {
-                    break;
-                }
-                let _lr = fields.next();
-                history.push((step, fields.filter_map(|f| f.parse().ok()).collect()));
-            }
-        }
-        let mut text = format!("step,lr,{}\n", LOSS_NAMES.join(","));
-        for (step, values) in &history {
-            text.push_str(&Self::row(*step, f64::NAN, values));
-        }
-        // Rewritten whole (small), then appended to.
-        crate::io::atomic::write_atomic(path, text.as_bytes())?;
-        let file = OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { writer: BufWriter::new(file), history })
-    }
-
-    fn row(step: i64, lr: f64, values: &[f64]) -> String {
-        let values: Vec<String> = values.iter().map(|v| format!("{v:.8}")).collect();
-        format!("{step},{lr:e},{}\n", values.join(","))
-    }
-
-    fn push(&mut self, step: i64, lr: f64, values: Vec<f64>) -> Result<()> {
-        self.writer.write_all(Self::row(step, lr, &values).as_bytes())?;
-        self.history.push((step, values));
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        Ok(self.writer.flush()?)
-    }
-
-    /// Plots the total and main terms.
-    fn plot(&self, path: &Path) -> Result<()> {
-        let pick = ["d_loss", "g_loss", "G_recon_A", "G_recon_B", "G_cam_A", "G_cam_B"];
-        let series: Vec<(&str, Vec<(f64, f64)>)> = pick
-            .iter()
-            .filter_map(|name| {
-                let i = LOSS_NAMES.iter().position(|n| n == name)?;
-                Some((*name, self.history.iter().filter_map(|(s, v)| Some((*s as f64, *v.get(i)?))).collect()))
-            })
-            .collect();
-        plot_losses(&series, path)
-    }
-}
-
 /// A per-step seed for libtorch's generator (gradient-penalty draws), so resumed runs draw alike.
 fn step_seed(seed: u64, step: i64) -> i64 {
     (mix64(seed ^ mix64(step as u64)) >> 1) as i64
@@ -191,17 +105,87 @@ fn progress_bar(start: i64, total: i64) -> ProgressBar {
     bar
 }
 
-/// Runs (or with `resume`, continues) training as `config` says; `interrupt` is polled between
-/// steps.
-pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) -> Result<Outcome> {
+/// How a run may treat its folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// A new run (fresh or imported) may replace the files of an earlier run in its folder.
+    pub overwrite: bool,
+}
+
+/// The step a run starts after, read from the checkpoint without building a model.
+fn starting_step(start: &Start) -> Result<i64> {
+    Ok(match start {
+        Start::Fresh => 0,
+        Start::Resume(path) => checkpoint::info(path)?.step,
+        Start::Import(path) => step_in_name(path).unwrap_or(0),
+    })
+}
+
+/// Refuses a new run into a folder that holds an earlier run, unless `overwrite`, in which case
+/// the earlier run's files are removed.
+fn claim_folder(paths: &RunPaths, start: &Start, options: Options) -> Result<()> {
+    let previous = paths.previous_run();
+    if matches!(start, Start::Resume(_)) || previous.is_empty() {
+        return Ok(());
+    }
+    if !options.overwrite {
+        bail!(
+            "{} holds an earlier run ({}): continue it with --resume, or start over with --overwrite (its files are removed first)",
+            paths.dir.display(),
+            previous.join(", ")
+        );
+    }
+    eprintln!("--overwrite: removing the earlier run's {} from {}", previous.join(", "), paths.dir.display());
+    paths.remove_previous_run()
+}
+
+/// Says when the first outputs will appear, so a short run is not a surprise.
+fn announce(config: &TrainConfig, done: i64, paths: &RunPaths) {
+    let next = |freq: i64| ((done / freq + 1) * freq).min(config.iteration);
+    eprintln!(
+        "training steps {}..{} into {}: sample grids and loss plot every {} steps (first at step {}), latest checkpoint every {} (first at step {}), numbered checkpoints every {}",
+        done + 1,
+        config.iteration,
+        paths.dir.display(),
+        config.print_freq,
+        next(config.print_freq),
+        config.save_latest_freq,
+        next(config.save_latest_freq),
+        config.save_freq,
+    );
+}
+
+/// The first non-finite loss term, by name.
+fn non_finite(losses: &LossTerms<f64>) -> Option<(&'static str, f64)> {
+    LossTerms::<f64>::NAMES.iter().copied().zip(losses.clone().into_values()).find(|(_, v)| !v.is_finite())
+}
+
+/// Runs (or with [`Start::Resume`], continues) training as `config` says; `interrupt` is polled
+/// between steps.
+pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
     config.validate()?;
     let device = crate::device::start(&config.device, config.cuda_settings())?;
-    let paths = RunPaths::new(config);
-    for sub in ["model", "img"] {
-        std::fs::create_dir_all(paths.dir.join(sub)).with_context(|| format!("creating {}", paths.dir.display()))?;
-    }
-
     let report = Dataset::scan(&config.dataset, config.skip_bad_images)?;
+    let done = starting_step(start)?;
+    if done > config.iteration {
+        bail!(
+            "the checkpoint is at step {done}, past --iteration {}: give --iteration {} or more to train further",
+            config.iteration,
+            done + 1
+        );
+    }
+    let paths = RunPaths::new(config);
+    if done == config.iteration {
+        eprintln!("{}: already at step {done} of {}; nothing to do", paths.dir.display(), config.iteration);
+        return Ok(Outcome::Finished);
+    }
+    let _lock = RunLock::acquire(&paths.dir)?;
+    claim_folder(&paths, start, options)?;
+    let stale = paths.remove_stale_temp_files()?;
+    if stale > 0 {
+        eprintln!("removed {stale} temporary file(s) left by an interrupted save");
+    }
+    paths.create()?;
     for bad in &report.skipped {
         eprintln!("skipping {bad}");
     }
@@ -211,20 +195,16 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
     let nets = UGATIT::new(config.model_config()?, device);
     let adam = AdamConfig { weight_decay: config.weight_decay, ..AdamConfig::default() };
     let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam);
-    let done = match start {
-        Start::Fresh => 0,
-        Start::Resume(path) => checkpoint::load(path, &mut trainer)?,
+    match start {
+        Start::Fresh => {}
+        Start::Resume(path) => drop(checkpoint::load(path, &mut trainer)?),
         Start::Import(path) => {
             let tensors = crate::io::checkpoint::read(path)?.tensors;
             crate::io::safetensors::copy_into(&tensors, "", &trainer.nets.vs, path)?;
-            step_in_name(path).unwrap_or(0)
         }
-    };
-    crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
-    if done >= config.iteration {
-        eprintln!("{}: already at step {done} of {}", paths.latest().display(), config.iteration);
-        return Ok(Outcome::Finished);
     }
+    crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
+    announce(config, done, &paths);
 
     let mut log = LossLog::open(&paths.csv(), done)?;
     let samples = Samples::new(&data, config.img_size, device)?;
@@ -240,6 +220,9 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
     )?;
     let bar = progress_bar(done + 1, config.iteration);
     let started = Instant::now();
+    let mut saved = (done, if done > 0 { Some(paths.latest()) } else { None });
+    let mut last_losses = (f64::NAN, f64::NAN);
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     for step in done + 1..=config.iteration {
         let (real_a, real_b) = loader.next()?;
         let (real_a, real_b) = (real_a.to_device(device), real_b.to_device(device));
@@ -248,21 +231,26 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
         let noise = PenaltyNoise::draw(config.gan_type, &real_a);
         let losses = trainer.step(&real_a, &real_b, &noise, lr).values()?;
         let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
-        log.push(step, lr, losses.into_values())?;
+        last_losses = (d_loss, g_loss);
+        log.push(step, lr, losses.clone().into_values())?;
+        if let Some((name, value)) = non_finite(&losses) {
+            log.flush()?;
+            bar.abandon();
+            let kept = match &saved.1 {
+                Some(path) => format!("the last checkpoint, {} (step {}), is untouched", path.display(), saved.0),
+                None => "no checkpoint was written".to_string(),
+            };
+            bail!(
+                "step {step}: the loss term {name} is {value}; training diverged and was stopped ({kept}; losses.csv has every term up to this step)"
+            );
+        }
         bar.set_position(step as u64);
         bar.set_message(format!("d_loss {d_loss:.5} g_loss {g_loss:.5}"));
 
-        if step % config.print_freq == 0 {
-            let line = format!(
-                "[{step:>5}/{:>5}] time: {:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}",
-                config.iteration,
-                started.elapsed().as_secs_f64()
-            );
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+        let last = step == config.iteration;
+        if step % config.print_freq == 0 || last {
+            let elapsed = started.elapsed().as_secs_f64();
+            say(format!("[{step:>5}/{:>5}] time: {elapsed:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}", config.iteration));
             samples.write(&trainer.nets, &paths.dir.join("img"), step, config.img_size as u32)?;
             log.flush()?;
             log.plot(&paths.dir.join("losses.png"))?;
@@ -271,9 +259,10 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
             checkpoint::save(&paths.numbered(step), &trainer, step, config)?;
         }
         let interrupted = interrupt.load(Ordering::SeqCst);
-        if step % config.save_latest_freq == 0 || step == config.iteration || interrupted {
+        if step % config.save_latest_freq == 0 || last || interrupted {
             log.flush()?;
             checkpoint::save(&paths.latest(), &trainer, step, config)?;
+            saved = (step, Some(paths.latest()));
         }
         if interrupted {
             bar.abandon_with_message(format!("interrupted at step {step}; saved {}", paths.latest().display()));
@@ -282,5 +271,15 @@ pub fn train(config: &TrainConfig, start: &Start, interrupt: Arc<AtomicBool>) ->
     }
     log.flush()?;
     bar.finish();
+    eprintln!(
+        "finished step {} ({} steps in {:.1} s): d_loss {:.5}, g_loss {:.5}; checkpoint {}, every loss in {}",
+        config.iteration,
+        config.iteration - done,
+        started.elapsed().as_secs_f64(),
+        last_losses.0,
+        last_losses.1,
+        paths.latest().display(),
+        paths.csv().display()
+    );
     Ok(Outcome::Finished)
 }
