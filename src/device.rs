@@ -91,3 +91,11 @@ pub fn start(name: &str, cuda: CudaSettings) -> Result<Device> {
     set_cuda_settings(cuda);
     parse(name)
 }
+
+/// The memory the kernel says is available to a new allocation (Linux `MemAvailable`), in bytes.
+pub fn available_host_memory() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}

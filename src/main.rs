@@ -16,7 +16,17 @@ fn ensure_passive_openmp() {
     eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
 }
 
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`ugatit … | head -1`) would panic;
+/// the default action ends the process quietly, as other command-line tools do.
+fn default_sigpipe() {
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
+    default_sigpipe();
     ensure_passive_openmp();
     let cli = ugatit::cli::Cli::parse();
     if let Err(err) = ugatit::cli::run(cli) {

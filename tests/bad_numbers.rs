@@ -42,9 +42,19 @@ fn bad_sizes_and_counts_are_refused_alike() {
     let commands: Vec<(&str, Vec<String>)> = vec![
         ("train", vec!["train".into(), "--dataset".into(), sample.clone(), "--result-dir".into(), results.clone()]),
         ("summary", vec!["summary".into()]),
-        ("bench", vec!["bench".into(), "--iters".into(), "1".into(), "--warmup".into(), "0".into()]),
+        ("bench", vec!["bench".into(), "--warmup".into(), "0".into()]),
         ("translate", vec!["translate".into(), "--checkpoint".into(), ckpt.clone(), "--out".into(), out, input]),
         ("test", vec!["test".into(), "--checkpoint".into(), ckpt.clone(), "--dataset".into(), sample.clone()]),
+        (
+            "eval",
+            vec![
+                "eval".into(),
+                "--real-target".into(),
+                format!("{sample}/testB"),
+                "--fake".into(),
+                format!("{sample}/testA"),
+            ],
+        ),
     ];
     // (flag, value, what the message must say, the subcommands that have the flag)
     let cases: &[(&str, &str, &str, &[&str])] = &[
@@ -70,6 +80,14 @@ fn bad_sizes_and_counts_are_refused_alike() {
         ("--n-res", "-1", "--n-res must be at least 1 (got -1)", &["train", "summary", "bench"]),
         ("--n-dis", "3", "--n-dis 3 is too small", &["train", "summary", "bench"]),
         ("--batch-size", "0", "--batch-size must be at least 1 (got 0)", &["train", "bench"]),
+        ("--batch-size", "0", "0 is not in 1..", &["translate", "eval"]),
+        ("--iters", "0", "0 is not in 1..", &["bench"]),
+        ("--max-block-size", "0", "0 is not in 1..", &["eval"]),
+        ("--lr", "nan", "--lr must be a finite number of at least 0 (got NaN)", &["train"]),
+        ("--lr", "inf", "--lr must be a finite number of at least 0 (got inf)", &["train"]),
+        ("--lr", "-1", "--lr must be a finite number of at least 0 (got -1)", &["train"]),
+        ("--weight-decay", "-1", "--weight-decay must be a finite number of at least 0 (got -1)", &["train"]),
+        ("--cam-weight", "-5", "--cam-weight must be a finite number of at least 0 (got -5)", &["train"]),
     ];
     for (flag, value, message, names) in cases {
         for name in *names {

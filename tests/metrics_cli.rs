@@ -91,8 +91,11 @@ fn eval_writes_json_when_weights_are_found() {
     for key in ["kid_x100", "fid", "mean_kid_x100"] {
         assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key}: {}", v[key]);
     }
-    // One block of two images: the standard error is undefined (NaN, written as null).
+    // One block of two images: the standard error is undefined (NaN, written as null), and the
+    // table says why instead of printing NaN.
     assert!(v["kid_std_x100"].is_null());
+    assert!(!stdout.contains("NaN") && stdout.contains("the spread needs at least 2 KID blocks"), "{stdout}");
+    assert!(stdout.contains("fake: 2 images"), "{stdout}");
     assert_eq!(v["n_fake"], 2);
     assert_eq!(v["preprocess"], "gm");
 }

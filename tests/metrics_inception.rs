@@ -114,7 +114,8 @@ fn folder_features_are_cached_and_invalidated() {
     std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
     std::fs::write(dir.join(".notes"), "ignored").unwrap();
     let opts = FolderOptions { cache_dir: Some(cache.clone()), progress: false };
-    let err = format!("{:#}", ex.folder_features(&dir, &opts).unwrap_err());
+    let Err(err) = ex.folder_features(&dir, &opts) else { panic!("a folder with a non-image was accepted") };
+    let err = format!("{err:#}");
     assert!(err.contains("notes.txt") && err.contains("not an image"), "{err}");
     std::fs::remove_file(dir.join("notes.txt")).unwrap();
     let first = ex.folder_features(&dir, &opts).unwrap();

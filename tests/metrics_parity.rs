@@ -90,7 +90,8 @@ fn too_few_samples_per_block_is_an_error() {
     let a = Tensor::rand([100, 8], (Kind::Float, tch::Device::Cpu));
     let b = Tensor::rand([15, 8], (Kind::Float, tch::Device::Cpu));
     let msg = format!("{:#}", kid(&a, &b, 10).unwrap_err());
-    assert!(msg.contains("at least 2 samples per block"), "{msg}");
+    assert!(msg.contains("at least 2 images of each set in every block"), "{msg}");
+    assert!(msg.contains("100 real and 15 generated images make 10 blocks of at most 10"), "{msg}");
     assert!(kid(&a, &b, 100).is_ok());
     let c = Tensor::rand([1, 8], (Kind::Float, tch::Device::Cpu));
     assert!(fid(&a, &c).is_err());

@@ -49,6 +49,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     args.device.apply(&mut config);
     config.validate()?;
     let device = crate::device::start(&config.device, config.cuda_settings())?;
+    if device == tch::Device::Cpu {
+        config.architecture().check_host_memory(true)?;
+    }
     let nets = UGATIT::new(config.model_config()?, device);
     let mut trainer = Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default());
     let (batch_size, img_size) = (config.batch_size, config.img_size);

@@ -5,7 +5,7 @@ use super::settings;
 use crate::choice::Choice;
 use crate::metrics::features::{Extractor, FolderFeatures, FolderOptions, Preprocess};
 use crate::metrics::fid::fid;
-use crate::metrics::kid::{kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
+use crate::metrics::kid::{blocks, kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
 use crate::metrics::weights;
 use crate::translate::Direction;
 use anyhow::{Context, Result};
@@ -18,8 +18,9 @@ pub struct EvalArgs {
     /// Folder of real target-domain images (KID and FID are measured against these).
     #[arg(long, value_name = "DIR", required_unless_present = "checkpoint")]
     pub real_target: Option<PathBuf>,
-    /// Folder of generated (translated) images; with --checkpoint, where the translations go
-    /// (default: results/<dataset>/eval/fake_A2B or fake_B2A).
+    /// Folder of generated (translated) images; with --checkpoint, where the translations go: it
+    /// must be empty or new, it is never emptied (default: results/<dataset>/eval/fake_A2B or
+    /// fake_B2A).
     #[arg(long, value_name = "DIR", required_unless_present = "checkpoint")]
     pub fake: Option<PathBuf>,
     /// Translate first: a checkpoint (any format `ugatit translate` reads) whose generator turns
@@ -45,6 +46,7 @@ pub struct EvalArgs {
     pub json: Option<PathBuf>,
     /// Images per Inception forward pass.
     #[arg(long, default_value_t = 10)]
+    #[arg(value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: usize,
     #[command(flatten)]
     pub device: settings::device::Flags,
@@ -60,6 +62,7 @@ pub struct EvalArgs {
     pub preprocess: Preprocess,
     /// KID block size (GAN_Metrics-Tensorflow uses 10; tfgan's default is 1024).
     #[arg(long, default_value_t = GM_MAX_BLOCK_SIZE)]
+    #[arg(value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_block_size: usize,
     /// Neither read nor write the per-folder feature cache.
     #[arg(long)]
@@ -133,6 +136,14 @@ fn translate_first(mut args: EvalArgs) -> Result<EvalArgs> {
     };
     let fake =
         args.fake.clone().unwrap_or_else(|| super::default_run_dir(&dataset).join("eval").join(format!("fake_{tag}")));
+    // Stale files would be scored with the new translations.
+    let stale = crate::io::image::list_images(&fake).map(|files| files.len()).unwrap_or(0);
+    if stale > 0 {
+        anyhow::bail!(
+            "--fake {} already holds {stale} file(s): give an empty or new folder for the translations",
+            fake.display()
+        );
+    }
     std::fs::create_dir_all(&fake).with_context(|| format!("creating {}", fake.display()))?;
     super::translate::run_translate(super::translate::TranslateArgs {
         checkpoint,
@@ -171,6 +182,12 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     // Fail on a missing folder before loading anything heavy.
     for dir in [Some(real_target), Some(fake_dir), args.real_source.as_ref()].into_iter().flatten() {
         anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
+    }
+    let count = |dir: &Path| crate::io::image::list_images(dir).map(|f| f.len());
+    let n_fake = count(fake_dir)?;
+    blocks(count(real_target)?, n_fake, args.max_block_size).context("KID(real target, fake)")?;
+    if let Some(dir) = &args.real_source {
+        blocks(count(dir)?, n_fake, args.max_block_size).context("KID(real source, fake)")?;
     }
     let device = super::start_device(&args.device)?;
     let source = locate_weights(args)?;
@@ -223,26 +240,44 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     })
 }
 
+/// `n image(s)`.
+fn images(n: usize) -> String {
+    if n == 1 {
+        "1 image".into()
+    } else {
+        format!("{n} images")
+    }
+}
+
+/// `mean ± std`, or a note when a single block gives no spread.
+fn with_spread(mean: f64, std: f64) -> String {
+    if std.is_finite() {
+        format!("{mean:.4} ± {std:.4}")
+    } else {
+        format!("{mean:.4} (no ± : the spread needs at least 2 KID blocks)")
+    }
+}
+
 fn print_table(r: &EvalReport) {
     let row = |name: &str, value: String| println!("{name:<28} {value}");
     println!(
-        "real target: {} images ({}); fake: {} images ({}){}",
-        r.n_real_target,
+        "real target: {} ({}); fake: {} ({}){}",
+        images(r.n_real_target),
         r.real_target,
-        r.n_fake,
+        images(r.n_fake),
         r.fake,
         match (&r.real_source, r.n_real_source) {
-            (Some(dir), Some(n)) => format!("; real source: {n} images ({dir})"),
+            (Some(dir), Some(n)) => format!("; real source: {} ({dir})", images(n)),
             _ => String::new(),
         }
     );
     row("metric", "value".to_string());
-    row("KID x100 (target, fake)", format!("{:.4} ± {:.4}", r.kid_x100, r.kid_std_x100));
+    row("KID x100 (target, fake)", with_spread(r.kid_x100, r.kid_std_x100));
     if let (Some(m), Some(s)) = (r.mean_kid_x100, r.mean_kid_std_x100) {
         if let (Some(k), Some(ks)) = (r.kid_source_x100, r.kid_source_std_x100) {
-            row("KID x100 (source, fake)", format!("{k:.4} ± {ks:.4}"));
+            row("KID x100 (source, fake)", with_spread(k, ks));
         }
-        row("mean KID x100 (0.02/0.98)", format!("{m:.4} ± {s:.4}"));
+        row("mean KID x100 (0.02/0.98)", with_spread(m, s));
     }
     row("FID (target, fake)", format!("{:.4}  (GAN_Metrics prints FID/100 = {:.6})", r.fid, r.fid / 100.0));
 }

@@ -55,7 +55,7 @@ pub fn architecture(flags: &settings::arch::Flags) -> Result<crate::train::confi
     let mut config = crate::train::config::TrainConfig::default();
     flags.apply(&mut config);
     let arch = config.architecture();
-    arch.model_config()?;
+    arch.check_host_memory(false)?;
     Ok(arch)
 }
 

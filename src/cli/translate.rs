@@ -3,12 +3,12 @@
 use super::settings;
 use crate::data::augment::test_transform;
 use crate::io::image::{load_rgb8, resize_bilinear_pil, RgbImage};
+use crate::io::inputs::{check_outputs, collect_jobs, Job};
 use crate::pictures::{heatmap_tile, image_tile, render_grid, sample_columns, save_png};
 use crate::translate::{Direction, Translator};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::Tensor;
 
 /// Translate images or folders with a trained generator.
@@ -43,77 +43,6 @@ pub struct TranslateArgs {
     pub device: settings::device::Flags,
 }
 
-/// An input image and where its result goes (relative to the output folder, without extension).
-struct Job {
-    input: PathBuf,
-    output: PathBuf,
-}
-
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// Expands files, folders (recursively, relative paths kept) and globs into jobs.
-fn collect_jobs(inputs: &[String]) -> Result<Vec<Job>> {
-    let mut jobs = Vec::new();
-    for input in inputs {
-        let path = Path::new(input);
-        if path.is_dir() {
-            for file in walk(path)? {
-                let rel = file.strip_prefix(path).unwrap_or(&file).with_extension("");
-                jobs.push(Job { input: file, output: rel });
-            }
-        } else if is_glob(input) && !path.exists() {
-            let matches: Vec<PathBuf> = glob::glob(input)
-                .with_context(|| format!("invalid pattern {input:?}"))?
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
-            if matches.is_empty() {
-                bail!("{input}: the pattern matches no file");
-            }
-            jobs.extend(matches.into_iter().map(|p| Job { output: stem(&p), input: p }));
-        } else {
-            jobs.push(Job { input: path.to_path_buf(), output: stem(path) });
-        }
-    }
-    let mut seen = BTreeMap::new();
-    for job in &jobs {
-        if let Some(first) = seen.insert(job.output.clone(), job.input.clone()) {
-            bail!(
-                "{} and {} would both be written to {}.png",
-                first.display(),
-                job.input.display(),
-                job.output.display()
-            );
-        }
-    }
-    Ok(jobs)
-}
-
-fn stem(path: &Path) -> PathBuf {
-    PathBuf::from(path.file_stem().unwrap_or(path.as_os_str()))
-}
-
-/// Every non-hidden file under `dir`, sorted.
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading folder {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            files.extend(walk(&path)?);
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(files)
-}
-
 fn progress(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
@@ -128,6 +57,17 @@ struct Loaded {
     job: Job,
     tensor: Tensor,
     size: (u32, u32),
+}
+
+/// The files `translate` writes for `job`, relative to `--out`.
+fn output_files(job: &Job, with_cam: bool) -> Vec<PathBuf> {
+    let image = job.output.with_extension("png");
+    let cam = with_cam.then(|| image.with_file_name(format!("{}_cam.png", cam_stem(job))));
+    std::iter::once(image).chain(cam).collect()
+}
+
+fn cam_stem(job: &Job) -> String {
+    job.output.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
 
 fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &TranslateArgs, side: u32) -> Result<()> {
@@ -146,7 +86,7 @@ fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &Transl
         if args.keep_size {
             cam = resize_bilinear_pil(&cam, w, h);
         }
-        let name = format!("{}_cam.png", loaded.job.output.file_name().unwrap_or_default().to_string_lossy());
+        let name = format!("{}_cam.png", cam_stem(&loaded.job));
         save_png(&cam, &path.with_file_name(name))?;
     }
     Ok(())
@@ -157,6 +97,7 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
     let translator = Translator::load(&args.checkpoint, args.direction, args.img_size, device)?;
     let side = translator.config.img_size;
     let jobs = collect_jobs(&args.inputs)?;
+    check_outputs(&jobs, &args.out, |job| output_files(job, args.with_cam))?;
     let bar = progress(jobs.len());
     let mut failures = 0usize;
     let mut report = |bar: &ProgressBar, err: anyhow::Error| {
@@ -205,6 +146,7 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
 /// translations ready for `ugatit eval`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TestArgs {
+    /// Checkpoint: ours (.safetensors), UGATIT-pytorch (.pt) or PaddleGAN (.pdparams).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Dataset folder with testA/ and testB/.
@@ -241,7 +183,7 @@ pub fn run_test(args: TestArgs) -> Result<()> {
                 save_png(&render_grid(&columns, side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
                 save_png(
                     &image_tile(&columns[0].translated, side as u32)?,
-                    &plain.join(stem(file)).with_extension("png"),
+                    &plain.join(file.file_stem().unwrap_or_default()).with_extension("png"),
                 )
             })();
             if let Err(err) = result {

@@ -143,6 +143,17 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
 /// Reads `input` (any format [`read`] reads) and writes its networks to the safetensors file
 /// `output` with the same `<net>.<key>` names; returns how many tensors were written.
 pub fn convert(input: &Path, output: &Path) -> Result<usize> {
+    if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
+        bail!(
+            "{}: the output must be a file path (e.g. {}), not a folder",
+            output.display(),
+            output.join("model.safetensors").display()
+        );
+    }
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    if same(input, output) {
+        bail!("{}: the output is the input; give another file name", output.display());
+    }
     let checkpoint = read(input)?;
     let list: Vec<(String, Tensor)> = checkpoint.tensors.into_iter().collect();
     let mut meta = BTreeMap::new();

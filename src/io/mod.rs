@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod image;
+pub mod inputs;
 pub mod pdparams;
 pub mod pickle;
 pub mod safetensors;

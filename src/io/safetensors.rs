@@ -81,8 +81,8 @@ pub fn read(path: &Path) -> Result<SafetensorsFile> {
 /// data before any tensor is built: a dtype libtorch lacks, a dimension over `i64`, or a data
 /// length other than the shape's are errors naming the tensor.
 pub fn read_bytes(bytes: &[u8]) -> Result<SafetensorsFile> {
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", describe(e, bytes.len())))?;
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", describe(e, bytes.len())))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", describe(e, bytes)))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", describe(e, bytes)))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         let kind =
@@ -114,15 +114,29 @@ pub fn read_bytes(bytes: &[u8]) -> Result<SafetensorsFile> {
     Ok(SafetensorsFile { tensors, metadata })
 }
 
-/// The safetensors crate's error in words a user can act on.
-fn describe(err: safetensors::SafeTensorError, file_len: usize) -> String {
+/// The safetensors crate's error in words a user can act on: a cut file says how long it
+/// should be.
+fn describe(err: safetensors::SafeTensorError, bytes: &[u8]) -> String {
     use safetensors::SafeTensorError as E;
     match err {
-        E::MetadataIncompleteBuffer | E::HeaderTooSmall | E::InvalidHeaderLength => {
-            format!("the file is truncated: its header describes more data than its {file_len} bytes")
-        }
+        E::MetadataIncompleteBuffer | E::HeaderTooSmall | E::InvalidHeaderLength => match expected_length(bytes) {
+            Some(expected) => {
+                format!("the file is truncated: its header describes {expected} bytes, the file has {}", bytes.len())
+            }
+            None => format!("the file is truncated ({} bytes, shorter than its header says)", bytes.len()),
+        },
         other => format!("invalid safetensors file: {other}"),
     }
+}
+
+/// The file length a safetensors header describes: 8 + header + the end of the last tensor.
+fn expected_length(bytes: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..usize::try_from(n.checked_add(8)?).ok()?);
+    let Some(header) = header else { return n.checked_add(8) };
+    let json: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let end = json.as_object()?.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
+    n.checked_add(8)?.checked_add(end)
 }
 
 /// The variables of `vs` named `prefix + key`, sorted by name.

@@ -133,6 +133,9 @@ impl Extractor {
                 return Ok(FolderFeatures { files, features, cache: Some(path.clone()), from_cache: true });
             }
         }
+        if options.progress {
+            eprintln!("{}: extracting the features of {} images", dir.display(), files.len());
+        }
         let bar = if options.progress {
             let bar = ProgressBar::new(files.len() as u64);
             bar.set_style(

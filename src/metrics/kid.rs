@@ -67,21 +67,34 @@ pub(crate) fn as_f64_pair(a: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((to(a), to(b)))
 }
 
+/// How many blocks KID splits `n_real` and `n_fake` samples into (blocks of at most
+/// `max_block_size`), failing when a block would hold fewer than two samples of either set:
+/// callers can check their image counts before extracting any feature.
+pub fn blocks(n_real: usize, n_fake: usize, max_block_size: usize) -> Result<usize> {
+    ensure!(max_block_size >= 1, "the KID block size must be at least 1");
+    let n_blocks = n_real.max(n_fake).div_ceil(max_block_size);
+    if n_real.min(n_fake) < 2 * n_blocks.max(1) {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        bail!(
+            "KID needs at least 2 images of each set in every block: {n_real} real and {n_fake} generated \
+             image{} make {n_blocks} block{} of at most {max_block_size}; use at least {} images in each \
+             folder, or a larger --max-block-size",
+            plural(n_fake),
+            plural(n_blocks),
+            2 * n_blocks.max(1)
+        );
+    }
+    Ok(n_blocks)
+}
+
 /// KID between `real` and `fake` activations (`[n, d]`, any float kind).
 ///
 /// Fails when a block would hold fewer than two samples of either set (the unbiased estimate
 /// divides by `m(m−1)`; tfgan would return NaN or infinity there).
 pub fn kid(real: &Tensor, fake: &Tensor, max_block_size: usize) -> Result<Kid> {
-    ensure!(max_block_size >= 1, "max_block_size must be at least 1");
     let (r, f) = as_f64_pair(real, fake)?;
     let (n_r, n_f) = (r.size()[0] as usize, f.size()[0] as usize);
-    let n_blocks = n_r.max(n_f).div_ceil(max_block_size);
-    if n_r.min(n_f) < 2 * n_blocks {
-        bail!(
-            "KID needs at least 2 samples per block: {n_r} real and {n_f} generated samples in \
-             {n_blocks} blocks (max block size {max_block_size}) leave fewer; use more images"
-        );
-    }
+    let n_blocks = blocks(n_r, n_f, max_block_size)?;
     let dim = r.size()[1] as f64;
     let kernel = |x: &Tensor, y: &Tensor| (x.matmul(&y.tr()) / dim + 1.0).pow_tensor_scalar(3);
     let (br, bf) = (block_bounds(n_r, n_blocks), block_bounds(n_f, n_blocks));

@@ -44,6 +44,17 @@ impl Config {
         Self { ndf, n_layers: 5 }
     }
 
+    /// The number of trainable parameters, from the layer shapes alone (see
+    /// `generator::Config::parameter_count`).
+    pub fn parameter_count(&self) -> f64 {
+        let conv = |c_in: f64, c_out: f64, bias: bool| c_in * c_out * 16.0 + if bias { c_out } else { 0.0 };
+        let ndf = self.ndf as f64;
+        let strided: f64 =
+            (1..self.n_layers - 1).map(|i| ndf * 2f64.powi(i as i32 - 1)).map(|c| conv(c, 2.0 * c, true)).sum();
+        let c = ndf * 2f64.powi(self.n_layers as i32 - 2);
+        conv(3.0, ndf, true) + strided + 2.0 * c + (2.0 * c * c + c) + conv(c, 1.0, false)
+    }
+
     /// Channels of the features the CAM head sees.
     pub fn cam_channels(&self) -> i64 {
         self.ndf << (self.n_layers - 2)

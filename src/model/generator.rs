@@ -41,6 +41,25 @@ impl Config {
     }
 
     /// Input width of the first MLP layer.
+    /// The number of trainable parameters, from the layer shapes alone (in floating point, so
+    /// that absurd sizes give a large number rather than an overflow): what a caller checks
+    /// before allocating. `tests/summary.rs` holds it to the built network's count.
+    pub fn parameter_count(&self) -> f64 {
+        let (ngf, dim) = (self.ngf as f64, self.ngf as f64 * (1i64 << N_DOWNSAMPLING) as f64);
+        let conv = |c_in: f64, c_out: f64, k: f64| c_in * c_out * k * k;
+        let scale = |i: i64| f64::from(1u32 << i);
+        let down = conv(3.0, ngf, 7.0)
+            + (0..N_DOWNSAMPLING).map(|i| conv(ngf * scale(i), ngf * scale(i + 1), 3.0)).sum::<f64>();
+        let res_blocks = self.n_res as f64 * 2.0 * conv(dim, dim, 3.0);
+        let cam = 2.0 * dim + conv(2.0 * dim, dim, 1.0) + dim;
+        let side = (self.img_size / (1 << N_DOWNSAMPLING)) as f64;
+        let mlp_in = if self.light { dim } else { dim * side * side };
+        let mlp = mlp_in * dim + 3.0 * dim * dim;
+        let ada_blocks = self.n_res as f64 * (2.0 * conv(dim, dim, 3.0) + 2.0 * dim);
+        let up = (0..N_DOWNSAMPLING).map(|i| dim / scale(i + 1)).map(|c| conv(2.0 * c, c, 3.0) + 3.0 * c).sum::<f64>();
+        down + res_blocks + cam + mlp + ada_blocks + up + conv(ngf, 3.0, 7.0)
+    }
+
     pub fn mlp_in_features(&self) -> i64 {
         let c = self.bottleneck_channels();
         if self.light {

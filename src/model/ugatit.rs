@@ -36,6 +36,15 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Trainable parameters of each of the six networks, in [`NET_NAMES`] order.
+    pub fn parameter_counts(&self) -> [f64; 6] {
+        let (g, global, local) =
+            (self.generator.parameter_count(), self.global_dis.parameter_count(), self.local_dis.parameter_count());
+        [g, g, global, global, local, local]
+    }
+}
+
 /// The six networks and their variables.
 pub struct UGATIT {
     pub vs: VarStore,

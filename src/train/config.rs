@@ -212,6 +212,35 @@ impl Architecture {
     }
 }
 
+impl Architecture {
+    /// Refuses sizes whose parameters alone would not fit in this machine's available memory:
+    /// when `training`, all six networks four times over (weights, gradients, Adam's two
+    /// moments), else the largest network once (`summary` builds one at a time).
+    pub fn check_host_memory(&self, training: bool) -> Result<()> {
+        let counts = self.model_config()?.parameter_counts();
+        let total: f64 = counts.iter().sum();
+        let (need, what) = if training {
+            (total * 16.0, "to train (weights, gradients and Adam's moments in float32)")
+        } else {
+            (counts.iter().fold(0.0, |a: f64, &b| a.max(b)) * 4.0, "to build the largest network")
+        };
+        let Some(available) = crate::device::available_host_memory() else { return Ok(()) };
+        if need > available {
+            let gb = |b: f64| b / 1e9;
+            bail!(
+                "--ch {} --img-size {}{}: the networks have {total:.3e} parameters and need about {:.1} GB {what}, more than the {:.1} GB of memory available; use a smaller --ch{}",
+                self.ch,
+                self.img_size,
+                if self.light { " --light" } else { "" },
+                gb(need),
+                gb(available),
+                if self.light { "" } else { " or --img-size, or --light" }
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What a resumed run must keep from its checkpoint: the networks' shapes and everything that
 /// decides the random draws and the batches.
 #[derive(Debug, Clone, Copy, PartialEq)]

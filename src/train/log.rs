@@ -28,7 +28,8 @@ impl LossLog {
         if last_step > 0 && path.exists() {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let keep = kept_prefix(&text, last_step, &mut history);
-            let file = OpenOptions::new().write(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+            let file =
+                OpenOptions::new().write(true).open(path).with_context(|| format!("opening {}", path.display()))?;
             file.set_len(keep as u64).with_context(|| format!("truncating {}", path.display()))?;
         } else {
             let header = format!("step,lr,{}\n", LOSS_NAMES.join(","));

@@ -165,6 +165,9 @@ fn non_finite(losses: &LossTerms<f64>) -> Option<(&'static str, f64)> {
 pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
     config.validate()?;
     let device = crate::device::start(&config.device, config.cuda_settings())?;
+    if device == Device::Cpu {
+        config.architecture().check_host_memory(true)?;
+    }
     let report = Dataset::scan(&config.dataset, config.skip_bad_images)?;
     let done = starting_step(start)?;
     if done > config.iteration {
@@ -250,7 +253,10 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         let last = step == config.iteration;
         if step % config.print_freq == 0 || last {
             let elapsed = started.elapsed().as_secs_f64();
-            say(format!("[{step:>5}/{:>5}] time: {elapsed:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}", config.iteration));
+            say(format!(
+                "[{step:>5}/{:>5}] time: {elapsed:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}",
+                config.iteration
+            ));
             samples.write(&trainer.nets, &paths.dir.join("img"), step, config.img_size as u32)?;
             log.flush()?;
             log.plot(&paths.dir.join("losses.png"))?;
