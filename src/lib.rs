@@ -13,6 +13,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod pictures;
+pub mod serve;
 pub mod summary;
 pub mod train;
 pub mod translate;

@@ -5,7 +5,10 @@
 use crate::choice::Choice;
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::safetensors::copy_into;
+use crate::data::augment::test_transform;
+use crate::io::image::{resize_bilinear_pil, RgbImage};
 use crate::model::generator::Config;
+use crate::pictures::{heatmap_tile, image_tile};
 use crate::model::{GeneratorOutput, ResnetGenerator};
 use crate::train::config::{checks, TrainConfig};
 use anyhow::{bail, Context, Result};
@@ -66,7 +69,7 @@ pub fn infer_config(tensors: &BTreeMap<String, Tensor>, prefix: &str, img_size: 
 
 /// A generator loaded from a checkpoint.
 pub struct Translator {
-    _vs: VarStore,
+    vs: VarStore,
     pub generator: ResnetGenerator,
     pub config: Config,
 }
@@ -107,11 +110,32 @@ impl Translator {
         let vs = VarStore::new(device);
         let generator = ResnetGenerator::new(&vs.root(), config);
         copy_into(tensors, &prefix, &vs, path)?;
-        Ok(Self { _vs: vs, generator, config })
+        Ok(Self { vs, generator, config })
+    }
+
+    /// Where the generator's weights live.
+    pub fn generator_device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The network input for one image: the reference's test transform at the working size.
+    pub fn prepare(&self, img: &RgbImage) -> Result<Tensor> {
+        test_transform(img, self.config.img_size as u32)
     }
 
     /// Translates a batch `[B, 3, S, S]` in [-1, 1].
     pub fn translate(&self, xs: &Tensor) -> GeneratorOutput {
         tch::no_grad(|| self.generator.forward(xs))
     }
+}
+
+/// The picture `ugatit translate` writes for one result: the translated image (`[3, S, S]`) or
+/// its CAM heatmap (`[1, h, w]`) as a tile of the working size, resized back to the input's
+/// `original` size with PIL's bilinear filter when one is given (`--keep-size`).
+pub fn result_picture(t: &Tensor, cam: bool, side: u32, original: Option<(u32, u32)>) -> Result<RgbImage> {
+    let tile = if cam { heatmap_tile(t, side)? } else { image_tile(t, side)? };
+    Ok(match original {
+        Some((w, h)) => resize_bilinear_pil(&tile, w, h),
+        None => tile,
+    })
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod serve;
 pub mod settings;
 pub mod train;
 pub mod translate;
@@ -34,6 +35,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// KID, mean KID and FID between image folders (GAN_Metrics-Tensorflow's definitions).
     Eval(eval::EvalArgs),
+    /// Serve a web page and an HTTP API that translate photos.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,5 +93,6 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

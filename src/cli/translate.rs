@@ -2,10 +2,10 @@
 
 use super::settings;
 use crate::data::augment::test_transform;
-use crate::io::image::{load_rgb8, resize_bilinear_pil, RgbImage};
+use crate::io::image::load_rgb8;
 use crate::io::inputs::{check_outputs, collect_jobs, Job};
-use crate::pictures::{heatmap_tile, image_tile, render_grid, sample_columns, save_png};
-use crate::translate::{Direction, Translator};
+use crate::pictures::{image_tile, render_grid, sample_columns, save_png};
+use crate::translate::{result_picture, Direction, Translator};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -71,23 +71,15 @@ fn cam_stem(job: &Job) -> String {
 }
 
 fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &TranslateArgs, side: u32) -> Result<()> {
-    let mut out: RgbImage = image_tile(image, side)?;
-    let (w, h) = loaded.size;
-    if args.keep_size {
-        out = resize_bilinear_pil(&out, w, h);
-    }
+    let original = args.keep_size.then_some(loaded.size);
     let path = args.out.join(&loaded.job.output).with_extension("png");
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    save_png(&out, &path)?;
+    save_png(&result_picture(image, false, side, original)?, &path)?;
     if args.with_cam {
-        let mut cam = heatmap_tile(heatmap, side)?;
-        if args.keep_size {
-            cam = resize_bilinear_pil(&cam, w, h);
-        }
         let name = format!("{}_cam.png", cam_stem(&loaded.job));
-        save_png(&cam, &path.with_file_name(name))?;
+        save_png(&result_picture(heatmap, true, side, original)?, &path.with_file_name(name))?;
     }
     Ok(())
 }
@@ -111,7 +103,7 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
             let Some(job) = jobs.next() else { break };
             match load_rgb8(&job.input).and_then(|img| {
                 let size = img.dimensions();
-                Ok(Loaded { tensor: test_transform(&img, side as u32)?, size, job })
+                Ok(Loaded { tensor: translator.prepare(&img)?, size, job })
             }) {
                 Ok(loaded) => batch.push(loaded),
                 Err(err) => {

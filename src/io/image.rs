@@ -59,6 +59,22 @@ pub fn decode_rgb8(bytes: &[u8]) -> Result<RgbImage> {
     Ok(to_rgb8(image))
 }
 
+/// The width and height an in-memory image declares in its header, read without decoding its
+/// pixels: how a server sizes an upload before it spends memory on it. Errors as
+/// [`decode_rgb8`] for content that is not a supported image.
+pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    if bytes.is_empty() {
+        bail!("the file is empty (0 bytes)");
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().context("reading the image header")?;
+    match reader.format() {
+        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp | ImageFormat::WebP) => {}
+        Some(other) => bail!("unsupported image format {other:?} (supported: JPEG, PNG, BMP, WebP)"),
+        None => bail!("not an image: the content is not JPEG, PNG, BMP or WebP"),
+    }
+    reader.into_dimensions().context("reading the image header")
+}
+
 /// The JPEG decoder fills a truncated scan with grey instead of failing, so require the
 /// end-of-image marker after the last start-of-scan marker (the last, so that an EXIF thumbnail's
 /// own markers do not count). Inside entropy-coded data every 0xFF byte is followed by 0x00 or a

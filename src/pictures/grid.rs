@@ -234,11 +234,21 @@ pub fn jet(i: u8) -> [u8; 3] {
     [channel(3), channel(2), blue]
 }
 
+/// Encodes `img` as PNG into `out`.
+pub fn write_png(img: &RgbImage, out: &mut dyn std::io::Write) -> Result<()> {
+    image::codecs::png::PngEncoder::new(out)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .context("encoding PNG")
+}
+
+/// `img` as the bytes of a PNG file.
+pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_png(img, &mut out)?;
+    Ok(out)
+}
+
 /// Saves `img` as PNG at `path`, atomically (temporary file + rename).
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    crate::io::atomic::write_atomically(path, |out| {
-        image::codecs::png::PngEncoder::new(out)
-            .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
-            .context("encoding PNG")
-    })
+    crate::io::atomic::write_atomically(path, |out| write_png(img, out))
 }

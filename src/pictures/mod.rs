@@ -9,5 +9,5 @@
 pub mod grid;
 pub mod plot;
 
-pub use grid::{heatmap_tile, image_tile, render_grid, sample_columns, save_png, SampleColumn};
+pub use grid::{heatmap_tile, image_tile, png_bytes, render_grid, sample_columns, save_png, SampleColumn};
 pub use plot::plot_losses;
