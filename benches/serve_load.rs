@@ -35,7 +35,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
-    let (ch, size, seconds) = (env_or("UGATIT_LOAD_CH", 16), env_or("UGATIT_LOAD_SIZE", 64), env_or("UGATIT_LOAD_SECONDS", 10));
+    let (ch, size, seconds) =
+        (env_or("UGATIT_LOAD_CH", 16), env_or("UGATIT_LOAD_SIZE", 64), env_or("UGATIT_LOAD_SECONDS", 10));
     let dir = std::env::temp_dir().join(format!("ugatit-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let g = Config { ngf: ch as i64, n_res: 4, img_size: size as i64, light: true };
@@ -55,9 +56,13 @@ fn main() {
     let mut line = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = format!("{}api/translate", line.trim().strip_prefix("listening on ").unwrap());
-    let photo = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample/testA/female_10328.jpg")).unwrap();
+    let photo =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample/testA/female_10328.jpg")).unwrap();
     println!("light ch {ch} {size} px, batch {BATCH}, queue {QUEUE}, {seconds} s per load");
-    println!("{:>8} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}", "clients", "load", "req/s", "p50 ms", "p99 ms", "503", "other", "peak MiB");
+    println!(
+        "{:>8} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
+        "clients", "load", "req/s", "p50 ms", "p99 ms", "503", "other", "peak MiB"
+    );
     for factor in [1, 2, 4, 8] {
         let clients = BATCH * factor;
         let until = Instant::now() + Duration::from_secs(seconds);
@@ -65,7 +70,8 @@ fn main() {
             let handles: Vec<_> = (0..clients)
                 .map(|_| {
                     scope.spawn(|| {
-                        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                        let agent: ureq::Agent =
+                            ureq::Agent::config_builder().http_status_as_error(false).build().into();
                         let mut done = Vec::new();
                         while Instant::now() < until {
                             let t = Instant::now();
@@ -90,7 +96,10 @@ fn main() {
         });
         let mut ok: Vec<Duration> = results.iter().filter(|(s, _)| *s == 200).map(|(_, d)| *d).collect();
         ok.sort();
-        let pct = |p: f64| ok.get(((ok.len() as f64 * p) as usize).min(ok.len().saturating_sub(1))).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+        let pct = |p: f64| {
+            ok.get(((ok.len() as f64 * p) as usize).min(ok.len().saturating_sub(1)))
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        };
         let busy = results.iter().filter(|(s, _)| *s == 503).count();
         let other = results.iter().filter(|(s, _)| *s != 200 && *s != 503).count();
         println!(

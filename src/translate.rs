@@ -3,13 +3,14 @@
 //! checkpoint's tensor shapes.
 
 use crate::choice::Choice;
-use crate::io::checkpoint::{self, Checkpoint};
-use crate::io::safetensors::copy_into;
 use crate::data::augment::test_transform;
+use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::image::{resize_bilinear_pil, RgbImage};
+use crate::io::official_tf;
+use crate::io::safetensors::copy_into;
 use crate::model::generator::Config;
+use crate::model::{tf_generator, Generate, GeneratorOutput, ResnetGenerator, TfGenerator};
 use crate::pictures::{heatmap_tile, image_tile};
-use crate::model::{GeneratorOutput, ResnetGenerator};
 use crate::train::config::{checks, TrainConfig};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -67,11 +68,36 @@ pub fn infer_config(tensors: &BTreeMap<String, Tensor>, prefix: &str, img_size: 
     Ok(Config { ngf, n_res, img_size: side * 4, light: false })
 }
 
-/// A generator loaded from a checkpoint.
+/// A generator loaded from a checkpoint: the reference's, or the official TF code's.
 pub struct Translator {
     vs: VarStore,
-    pub generator: ResnetGenerator,
+    generator: Box<dyn Generate + Send>,
+    /// Its shape (for the official generator, without its `smoothing`).
     pub config: Config,
+}
+
+impl Generate for Translator {
+    fn generate(&self, xs: &Tensor) -> GeneratorOutput {
+        self.translate(xs)
+    }
+}
+
+/// The official generator's shape, read off the tensors under `prefix`; `smoothing` from a
+/// converted file's metadata, else on (the official default and the released model's).
+fn infer_tf_config(checkpoint: &Checkpoint, prefix: &str) -> Result<tf_generator::Config> {
+    let tensors = &checkpoint.tensors;
+    let ngf = shape(tensors, &format!("{prefix}conv.conv2d.kernel"))?[0];
+    let n_res =
+        (0..).take_while(|i| tensors.contains_key(&format!("{prefix}resblock_{i}.res1.conv_0.conv2d.kernel"))).count();
+    let mlp_in = shape(tensors, &format!("{prefix}MLP.linear_0.dense.kernel"))?[1];
+    let dim = 4 * ngf;
+    let side = ((mlp_in / dim.max(1)) as f64).sqrt().round() as i64;
+    let light = mlp_in == dim;
+    if !light && side * side * dim != mlp_in {
+        bail!("{prefix}MLP.linear_0.dense.kernel has {mlp_in} inputs, which fits neither a light nor a full generator");
+    }
+    let smoothing = checkpoint.metadata.get("smoothing").is_none_or(|v| v != "false");
+    Ok(tf_generator::Config { ngf, n_res: n_res as i64, img_size: if light { 0 } else { side * 4 }, light, smoothing })
 }
 
 impl Translator {
@@ -94,10 +120,23 @@ impl Translator {
             checks::image_size("img_size", &size)?;
         }
         let recorded = img_size.or_else(|| checkpoint.trained_img_size());
+        let fallback = recorded.unwrap_or(TrainConfig::default().img_size);
         let tensors = &checkpoint.tensors;
         let prefix = format!("{}.", direction.net());
-        let config = infer_config(tensors, &prefix, recorded.unwrap_or(TrainConfig::default().img_size))
-            .with_context(|| format!("{}: reading the {} architecture", path.display(), direction.net()))?;
+        let context = || format!("{}: reading the {} architecture", path.display(), direction.net());
+        let vs = VarStore::new(device);
+        let (generator, config): (Box<dyn Generate + Send>, Config) =
+            if tensors.contains_key(&format!("{prefix}{}", official_tf::MARKER)) {
+                let mut tf = infer_tf_config(checkpoint, &prefix).with_context(context)?;
+                if tf.light {
+                    tf.img_size = fallback;
+                }
+                let config = Config { ngf: tf.ngf, n_res: tf.n_res, img_size: tf.img_size, light: tf.light };
+                (Box::new(TfGenerator::new(&vs.root(), tf)), config)
+            } else {
+                let config = infer_config(tensors, &prefix, fallback).with_context(context)?;
+                (Box::new(ResnetGenerator::new(&vs.root(), config)), config)
+            };
         if let (false, Some(size)) = (config.light, img_size) {
             if size != config.img_size {
                 bail!(
@@ -107,8 +146,6 @@ impl Translator {
                 );
             }
         }
-        let vs = VarStore::new(device);
-        let generator = ResnetGenerator::new(&vs.root(), config);
         copy_into(tensors, &prefix, &vs, path)?;
         Ok(Self { vs, generator, config })
     }
@@ -125,7 +162,7 @@ impl Translator {
 
     /// Translates a batch `[B, 3, S, S]` in [-1, 1].
     pub fn translate(&self, xs: &Tensor) -> GeneratorOutput {
-        tch::no_grad(|| self.generator.forward(xs))
+        tch::no_grad(|| self.generator.generate(xs))
     }
 }
 

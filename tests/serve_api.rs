@@ -204,7 +204,8 @@ fn every_error_is_json_with_its_status() {
 
     // Refused from the declared length, before the 2 MB body is read (so raw HTTP: a client that
     // insists on sending the whole body first would see the connection close under it).
-    let reply = raw_request(url, "POST /api/translate", "Content-Type: image/png\r\nContent-Length: 2097152", &[0; 1000]);
+    let reply =
+        raw_request(url, "POST /api/translate", "Content-Type: image/png\r\nContent-Length: 2097152", &[0; 1000]);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(reply.contains("limit of 1 MB"), "{reply}");
 
@@ -243,7 +244,10 @@ fn an_overflowing_queue_answers_503_and_the_server_stays_healthy() {
     assert!(statuses.iter().all(|(s, _)| *s == 200 || *s == 503), "{statuses:?}");
     assert!(statuses.iter().any(|(s, _)| *s == 200), "{statuses:?}");
     assert!(statuses.iter().filter(|(s, _)| *s == 503).all(|(_, r)| r.as_deref() == Some("1")), "{statuses:?}");
-    eprintln!("16 parallel clients on a queue of 2: {} answered 503", statuses.iter().filter(|(s, _)| *s == 503).count());
+    eprintln!(
+        "16 parallel clients on a queue of 2: {} answered 503",
+        statuses.iter().filter(|(s, _)| *s == 503).count()
+    );
     let (status, _, _, _) = post(&server.url, "/api/translate", &photo, "image/jpeg");
     assert_eq!(status, 200, "not healthy after the burst");
     let _ = std::fs::remove_dir_all(dir);

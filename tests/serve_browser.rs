@@ -108,7 +108,12 @@ async fn page_translates_an_upload_in_chromium() {
     let facts = client.find(Locator::Css("#facts")).await.unwrap().text().await.unwrap();
     assert!(facts.contains("light generator") && facts.contains("64 px"), "{facts}");
     // Wait for the CAM too, so the screenshot shows the whole row.
-    client.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css(".row figure:nth-of-type(3) img")).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css(".row figure:nth-of-type(3) img"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let png = client.screenshot().await.unwrap();
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/serve-page.png");

@@ -171,7 +171,7 @@ pub fn run_test(args: TestArgs) -> Result<()> {
         for (n, file) in files.iter().enumerate() {
             let result = (|| -> Result<()> {
                 let real = test_transform(&load_rgb8(file)?, side as u32)?.unsqueeze(0).to_device(device);
-                let columns = sample_columns(&real, &forward.generator, &backward.generator);
+                let columns = sample_columns(&real, forward, backward);
                 save_png(&render_grid(&columns, side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
                 save_png(
                     &image_tile(&columns[0].translated, side as u32)?,

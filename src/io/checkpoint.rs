@@ -10,6 +10,7 @@
 //! | pickled magic number, then pickles and raw storages | `torch.save` (torch < 1.6) | the same |
 //! | pickle of numpy arrays | `paddle.save` / PaddleGAN's trainer (protocol 2) | `{genA2B: {...}, ..., optimG, optimD, epoch}` or a bare generator `state_dict` |
 //! | safetensors | [`convert`], this crate | `genA2B.DownBlock.1.weight`, ... |
+//! | TensorFlow tensor bundle (`.index` + `.data-*`; read from the files, see [`read`]) | the official code (taki0112/UGATIT) | `generator_B/...` (A→B), `generator_A/...`, see [`official_tf`] |
 //!
 //! and returns a [`Checkpoint`]: the tensors of the networks it finds, keyed `<net>.<reference
 //! key>` in torch layout, ready for [`crate::io::safetensors::copy_into`] with the prefix
@@ -35,7 +36,7 @@
 
 use crate::io::pickle::{NdArray, Value};
 use crate::io::torch_archive::{self, TorchFile};
-use crate::io::{pdparams, safetensors};
+use crate::io::{official_tf, pdparams, safetensors, tf_bundle};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -55,6 +56,8 @@ pub enum Format {
     Pickle,
     /// safetensors.
     Safetensors,
+    /// A TensorFlow tensor bundle (`<prefix>.index` + `.data-*`): the official U-GAT-IT code's.
+    TfBundle,
 }
 
 impl Format {
@@ -65,12 +68,16 @@ impl Format {
             Format::TorchLegacy => "legacy torch file",
             Format::Pickle => "pickle (pdparams)",
             Format::Safetensors => "safetensors",
+            Format::TfBundle => "TensorFlow checkpoint (official U-GAT-IT)",
         }
     }
 }
 
 /// Tells the container format from the first bytes, or `None`.
 pub fn detect_format(data: &[u8]) -> Option<Format> {
+    if tf_bundle::is_index(data) {
+        return Some(Format::TfBundle);
+    }
     if torch_archive::is_zip(data) {
         return Some(Format::TorchZip);
     }
@@ -108,10 +115,35 @@ impl Checkpoint {
 }
 
 /// Reads the networks of a checkpoint file (see the module documentation). Errors name the file
-/// and the problem.
+/// and the problem. A TensorFlow checkpoint is given by its prefix (`…/UGATIT.model-1000000`),
+/// its `.index` file, or the folder holding its `checkpoint` file.
 pub fn read(path: &Path) -> Result<Checkpoint> {
+    if is_tf_bundle(path) {
+        let bundle = tf_bundle::Bundle::open(path)?;
+        let tensors = official_tf::generators(&bundle).with_context(|| format!("{}", path.display()))?;
+        let metadata = BTreeMap::from([(VARIANT_KEY.to_string(), OFFICIAL_TF.to_string())]);
+        return Ok(Checkpoint { tensors, metadata, format: Format::TfBundle });
+    }
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     read_bytes(data).with_context(|| format!("{}", path.display()))
+}
+
+/// Metadata key naming the generator variant of a converted official checkpoint.
+pub const VARIANT_KEY: &str = "variant";
+/// Its value for the official TensorFlow generator.
+pub const OFFICIAL_TF: &str = "official-tf";
+
+/// Whether `path` names a TensorFlow checkpoint: a folder (holding a `checkpoint` file), a
+/// prefix whose `.index` exists, or a file that is an index or a data shard.
+fn is_tf_bundle(path: &Path) -> bool {
+    if path.is_dir() {
+        return true;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !path.exists() {
+        return Path::new(&format!("{}.index", path.display())).is_file();
+    }
+    name.ends_with(".index") || name.contains(".data-")
 }
 
 /// [`read`] on the bytes of a file.
@@ -130,6 +162,9 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
             let root = pdparams::load_pdparams_bytes(&data)?;
             drop(data);
             from_paddle(&root)?
+        }
+        Format::TfBundle => {
+            bail!("a TensorFlow checkpoint is read from its files: give its prefix, .index file or folder")
         }
         Format::Safetensors => {
             let file = safetensors::read_bytes(&data)?;
@@ -158,6 +193,9 @@ pub fn convert(input: &Path, output: &Path) -> Result<usize> {
     let list: Vec<(String, Tensor)> = checkpoint.tensors.into_iter().collect();
     let mut meta = BTreeMap::new();
     meta.insert("converted_from".to_string(), checkpoint.format.name().to_string());
+    if let Some(variant) = checkpoint.metadata.get(VARIANT_KEY) {
+        meta.insert(VARIANT_KEY.to_string(), variant.clone());
+    }
     safetensors::write(output, &list, &meta)?;
     Ok(list.len())
 }

@@ -3,7 +3,8 @@
 //!
 //! `â = ρ·â_I + (1−ρ)·â_L` mixes instance and layer statistics with a learned per-channel `ρ`.
 //! As in the PyTorch reference (UGATIT-pytorch HEAD), both variances are *unbiased* (divisor
-//! N−1) and eps sits inside the square root; the official TensorFlow code uses biased moments.
+//! N−1) and eps sits inside the square root; the official TensorFlow code uses biased moments
+//! ([`Variance::Biased`], for [`super::tf_generator`]).
 
 use tch::nn::{self, Init};
 use tch::Tensor;
@@ -11,23 +12,39 @@ use tch::Tensor;
 /// Added to the variance inside the square root.
 pub const EPS: f64 = 1e-5;
 
+/// Which variance the instance and layer statistics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variance {
+    /// Divisor N−1: UGATIT-pytorch (`torch.var`).
+    Unbiased,
+    /// Divisor N: the official TensorFlow code (`tf.nn.moments`).
+    Biased,
+}
+
 /// `ρ·IN(x) + (1−ρ)·LN(x)` as the per-sample, per-channel affine map `x·scale + shift` it is.
 ///
 /// One pass over `x` gives the instance statistics; the layer statistics follow from them
-/// (`Σ(x−μ_L)² = Σ_c [(HW−1)·σ²_c + HW·(μ_c−μ_L)²]`), so the whole normalisation costs one
-/// reduction and one fused multiply-add over the feature map instead of a dozen element-wise
-/// passes, in time and in saved activations.
-fn layer_instance_affine(xs: &Tensor, rho: &Tensor) -> (Tensor, Tensor) {
+/// (`Σ(x−μ_L)² = Σ_c [(HW−k)·σ²_c + HW·(μ_c−μ_L)²]`, `k` the variance's correction), so the whole
+/// normalisation costs one reduction and one fused multiply-add over the feature map instead of a
+/// dozen element-wise passes, in time and in saved activations.
+fn layer_instance_affine(xs: &Tensor, rho: &Tensor, variance: Variance) -> (Tensor, Tensor) {
     let size = xs.size();
     let (c, hw) = (size[1], size[2] * size[3]);
-    let (in_var, in_mean) = xs.var_mean_dim(&[2i64, 3][..], true, true);
+    let k = if variance == Variance::Unbiased { 1 } else { 0 };
+    let (in_var, in_mean) = xs.var_mean_dim(&[2i64, 3][..], variance == Variance::Unbiased, true);
     let ln_mean = in_mean.mean_dim(1, true, None);
-    let spread = &in_var * (hw - 1) as f64 + (&in_mean - &ln_mean).square() * hw as f64;
-    let ln_var = spread.sum_dim_intlist(1, true, None) / (c * hw - 1) as f64;
+    let spread = &in_var * (hw - k) as f64 + (&in_mean - &ln_mean).square() * hw as f64;
+    let ln_var = spread.sum_dim_intlist(1, true, None) / (c * hw - k) as f64;
     let (a, b) = ((in_var + EPS).rsqrt(), (ln_var + EPS).rsqrt());
     let (rho_a, rho_b) = (rho * a, (1.0 - rho) * b);
     let shift = -(&rho_a * in_mean + &rho_b * ln_mean);
     (rho_a + rho_b, shift)
+}
+
+/// `(ρ·IN(x) + (1−ρ)·LN(x))·γ + β`, every parameter broadcast against `[B, C, 1, 1]`.
+pub fn layer_instance_norm(xs: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor, variance: Variance) -> Tensor {
+    let (scale, shift) = layer_instance_affine(xs, rho, variance);
+    (shift * gamma + beta).addcmul(xs, &(scale * gamma))
 }
 
 /// AdaLIN: the affine parameters `gamma`, `beta` come from the generator's MLP (one per sample).
@@ -44,9 +61,8 @@ impl AdaLIN {
 
     /// `xs`: `[B, C, H, W]`; `gamma`, `beta`: `[B, C]`.
     pub fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-        let (scale, shift) = layer_instance_affine(xs, &self.rho);
-        let gamma = gamma.unsqueeze(-1).unsqueeze(-1);
-        (shift * &gamma + beta.unsqueeze(-1).unsqueeze(-1)).addcmul(xs, &(scale * gamma))
+        let (gamma, beta) = (gamma.unsqueeze(-1).unsqueeze(-1), beta.unsqueeze(-1).unsqueeze(-1));
+        layer_instance_norm(xs, &self.rho, &gamma, &beta, Variance::Unbiased)
     }
 }
 
@@ -70,8 +86,7 @@ impl ILN {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let (scale, shift) = layer_instance_affine(xs, &self.rho);
-        (shift * &self.gamma + &self.beta).addcmul(xs, &(scale * &self.gamma))
+        layer_instance_norm(xs, &self.rho, &self.gamma, &self.beta, Variance::Unbiased)
     }
 }
 

@@ -8,7 +8,7 @@
 //! size, then the JET colour map. The output is RGB (the reference works in BGR only because
 //! OpenCV writes BGR).
 
-use crate::model::ResnetGenerator;
+use crate::model::Generate;
 use anyhow::{bail, Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::path::Path;
@@ -49,11 +49,11 @@ impl SampleColumn {
 /// The columns of one direction for each image of the batch `real` (`[N, 3, S, S]`): its
 /// identity through `backward`, its translation through `forward` and that translation's cycle
 /// back through `backward`, each with its heatmap. Computed without gradients.
-pub fn sample_columns(real: &Tensor, forward: &ResnetGenerator, backward: &ResnetGenerator) -> Vec<SampleColumn> {
+pub fn sample_columns(real: &Tensor, forward: &dyn Generate, backward: &dyn Generate) -> Vec<SampleColumn> {
     tch::no_grad(|| {
-        let identity = backward.forward(real);
-        let translated = forward.forward(real);
-        let cycle = backward.forward(&translated.image);
+        let identity = backward.generate(real);
+        let translated = forward.generate(real);
+        let cycle = backward.generate(&translated.image);
         (0..real.size()[0])
             .map(|i| SampleColumn {
                 real: real.get(i),

@@ -115,7 +115,10 @@ async fn answer(
 }
 
 fn too_large(limit: usize) -> ApiError {
-    error(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is over the limit of {} MB (--max-upload-mb)", limit >> 20))
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the upload is over the limit of {} MB (--max-upload-mb)", limit >> 20),
+    )
 }
 
 /// The image bytes of a request: the body, or its multipart field `image`.
@@ -163,8 +166,7 @@ async fn to_bytes(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 /// The upload as RGB, its size checked from the header before any pixel is decoded.
 fn decode_upload(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ApiError> {
-    let (w, h) =
-        image_dimensions(bytes).map_err(|e| error(StatusCode::UNSUPPORTED_MEDIA_TYPE, describe(bytes, &e)))?;
+    let (w, h) = image_dimensions(bytes).map_err(|e| error(StatusCode::UNSUPPORTED_MEDIA_TYPE, describe(bytes, &e)))?;
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
         return Err(error(

@@ -40,8 +40,14 @@ pub enum Start {
     Import(PathBuf),
 }
 
-/// The step in a UGATIT-pytorch checkpoint name (`selfie2anime_params_0100000.pt`).
+/// The step in a UGATIT-pytorch checkpoint name (`selfie2anime_params_0100000.pt`) or an
+/// official TF one (`UGATIT.model-1000000`, `.index` or not).
 pub fn step_in_name(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    let name = name.strip_suffix(".index").unwrap_or(name);
+    if let Some((_, step)) = name.rsplit_once(".model-") {
+        return step.parse().ok();
+    }
     path.file_stem()?.to_str()?.rsplit_once("_params_")?.1.parse().ok()
 }
 
@@ -155,6 +161,18 @@ fn announce(config: &TrainConfig, done: i64, paths: &RunPaths) {
     );
 }
 
+/// The networks of a `--resume-from` checkpoint, read before anything is written.
+fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
+    let checkpoint = crate::io::checkpoint::read(path)?;
+    if checkpoint.metadata.contains_key(crate::io::checkpoint::VARIANT_KEY) {
+        bail!(
+            "{}: the official TensorFlow model cannot be trained further here: its generator and discriminators differ from UGATIT-pytorch's (use it with translate, test, eval or serve)",
+            path.display()
+        );
+    }
+    Ok(checkpoint)
+}
+
 /// The first non-finite loss term, by name.
 fn non_finite(losses: &LossTerms<f64>) -> Option<(&'static str, f64)> {
     LossTerms::<f64>::NAMES.iter().copied().zip(losses.clone().into_values()).find(|(_, v)| !v.is_finite())
@@ -169,6 +187,10 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         config.architecture().check_host_memory(true)?;
     }
     let report = Dataset::scan(&config.dataset, config.skip_bad_images)?;
+    let imported = match start {
+        Start::Import(path) => Some(import(path)?),
+        _ => None,
+    };
     let done = starting_step(start)?;
     if done > config.iteration {
         bail!(
@@ -198,13 +220,12 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
     let nets = UGATIT::new(config.model_config()?, device);
     let adam = AdamConfig { weight_decay: config.weight_decay, ..AdamConfig::default() };
     let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam);
-    match start {
-        Start::Fresh => {}
-        Start::Resume(path) => drop(checkpoint::load(path, &mut trainer)?),
-        Start::Import(path) => {
-            let tensors = crate::io::checkpoint::read(path)?.tensors;
-            crate::io::safetensors::copy_into(&tensors, "", &trainer.nets.vs, path)?;
+    match (start, &imported) {
+        (Start::Resume(path), _) => drop(checkpoint::load(path, &mut trainer)?),
+        (Start::Import(path), Some(imported)) => {
+            crate::io::safetensors::copy_into(&imported.tensors, "", &trainer.nets.vs, path)?
         }
+        _ => {}
     }
     crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
     announce(config, done, &paths);
