@@ -97,7 +97,8 @@ fn infer_tf_config(checkpoint: &Checkpoint, prefix: &str) -> Result<tf_generator
         bail!("{prefix}MLP.linear_0.dense.kernel has {mlp_in} inputs, which fits neither a light nor a full generator");
     }
     let smoothing = checkpoint.metadata.get("smoothing").is_none_or(|v| v != "false");
-    Ok(tf_generator::Config { ngf, n_res: n_res as i64, img_size: if light { 0 } else { side * 4 }, light, smoothing })
+    let shape = Config { ngf, n_res: n_res as i64, img_size: if light { 0 } else { side * 4 }, light };
+    Ok(tf_generator::Config { shape, smoothing })
 }
 
 impl Translator {
@@ -128,11 +129,10 @@ impl Translator {
         let (generator, config): (Box<dyn Generate + Send>, Config) =
             if tensors.contains_key(&format!("{prefix}{}", official_tf::MARKER)) {
                 let mut tf = infer_tf_config(checkpoint, &prefix).with_context(context)?;
-                if tf.light {
-                    tf.img_size = fallback;
+                if tf.shape.light {
+                    tf.shape.img_size = fallback;
                 }
-                let config = Config { ngf: tf.ngf, n_res: tf.n_res, img_size: tf.img_size, light: tf.light };
-                (Box::new(TfGenerator::new(&vs.root(), tf)), config)
+                (Box::new(TfGenerator::new(&vs.root(), tf)), tf.shape)
             } else {
                 let config = infer_config(tensors, &prefix, fallback).with_context(context)?;
                 (Box::new(ResnetGenerator::new(&vs.root(), config)), config)

@@ -26,33 +26,20 @@ use tch::{Kind, Tensor};
 /// Added to the variances inside the square root (`ops.instance_norm` and the AdaLIN/ILN ops).
 const EPS: f64 = 1e-5;
 
-/// The official generator's shape.
+/// The official generator's shape: the reference generator's, plus the release's smoothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Channels of the first convolution (`--ch`).
-    pub ngf: i64,
-    /// Residual blocks in the encoder and AdaLIN blocks in the decoder (`--n_res`; the official
-    /// MLP is `ngf·n_res` wide, which fits its bottleneck only at 4).
-    pub n_res: i64,
-    /// The image size (the full model's first dense layer depends on it).
-    pub img_size: i64,
-    /// Light model: the MLP reads pooled features.
-    pub light: bool,
+    /// Width, blocks, size and light/full, as [`super::generator::Config`] (the official MLP is
+    /// `ngf·n_res` wide, which fits its bottleneck only at `n_res` 4).
+    pub shape: super::generator::Config,
     /// The release's `--smoothing`: AdaLIN mixes with `clip(rho − 0.1, 0, 1)`.
     pub smoothing: bool,
 }
 
 impl Default for Config {
-    /// The released selfie2anime model.
+    /// The released selfie2anime model: full, ch 64, 4 blocks, 256 px, smoothing.
     fn default() -> Self {
-        Self { ngf: 64, n_res: 4, img_size: 256, light: false, smoothing: true }
-    }
-}
-
-impl Config {
-    /// The bottleneck width, `4·ngf`.
-    pub fn bottleneck_channels(&self) -> i64 {
-        self.ngf * 4
+        Self { shape: super::generator::Config::default(), smoothing: true }
     }
 }
 
@@ -120,72 +107,53 @@ fn per_channel(t: &Tensor) -> Tensor {
     t.view([1, -1, 1, 1])
 }
 
-/// One half of a residual block: reflect-pad 1, 3×3 convolution (`conv_0`).
+/// One half of a residual block: reflect-pad 1, 3×3 convolution (`conv_0`), then a norm.
 #[derive(Debug)]
-struct ResHalf {
+struct ResHalf<N> {
     conv: TfConv,
+    norm: N,
 }
 
-impl ResHalf {
-    fn new(vs: &nn::Path, dim: i64) -> Self {
-        Self { conv: TfConv::new(vs / "conv_0", dim, dim, 3, 1) }
-    }
+/// The two halves of a residual block (`res1`, `res2`), each with the norm `norm` makes.
+#[derive(Debug)]
+struct Halves<N> {
+    res1: ResHalf<N>,
+    res2: ResHalf<N>,
+}
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        self.conv.forward(&reflect(xs, 1))
+impl<N> Halves<N> {
+    fn new(vs: nn::Path, dim: i64, norm: impl Fn(&nn::Path) -> N) -> Self {
+        let half = |name: &str| {
+            let vs = &vs / name;
+            ResHalf { conv: TfConv::new(&vs / "conv_0", dim, dim, 3, 1), norm: norm(&vs) }
+        };
+        Self { res1: half("res1"), res2: half("res2") }
     }
 }
 
 /// `ops.resblock`: `x + IN(conv(relu(IN(conv(x)))))`.
-#[derive(Debug)]
-struct ResBlock {
-    res1: (ResHalf, InstanceNorm),
-    res2: (ResHalf, InstanceNorm),
-}
+type ResBlock = Halves<InstanceNorm>;
 
 impl ResBlock {
-    fn new(vs: nn::Path, dim: i64) -> Self {
-        let half = |name: &str| {
-            let vs = &vs / name;
-            (ResHalf::new(&vs, dim), InstanceNorm::new(&vs / "instance_norm", dim))
-        };
-        Self { res1: half("res1"), res2: half("res2") }
-    }
-
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let h = self.res1.1.forward(&self.res1.0.forward(xs)).relu();
-        xs + self.res2.1.forward(&self.res2.0.forward(&h))
+        let half = |h: &ResHalf<InstanceNorm>, x: &Tensor| h.norm.forward(&h.conv.forward(&reflect(x, 1)));
+        let h = half(&self.res1, xs).relu();
+        xs + half(&self.res2, &h)
     }
 }
 
-/// `ops.adaptive_ins_layer_resblock`: AdaLIN in both halves, the residual kept.
-#[derive(Debug)]
-struct AdaBlock {
-    res1: (ResHalf, Tensor),
-    res2: (ResHalf, Tensor),
-}
+/// `ops.adaptive_ins_layer_resblock`: AdaLIN (its `rho`) in both halves, the residual kept.
+type AdaBlock = Halves<Tensor>;
 
 impl AdaBlock {
-    fn new(vs: nn::Path, dim: i64) -> Self {
-        let half = |name: &str| {
-            let vs = &vs / name;
-            (ResHalf::new(&vs, dim), (&vs / "instance_layer_norm").var("rho", &[dim], Init::Const(1.0)))
-        };
-        Self { res1: half("res1"), res2: half("res2") }
-    }
-
     fn forward(&self, xs: &Tensor, gamma: &Tensor, beta: &Tensor, smoothing: bool) -> Tensor {
-        let rho = |rho: &Tensor| {
-            let rho = per_channel(rho);
-            if smoothing {
-                (rho - 0.1).clamp(0.0, 1.0)
-            } else {
-                rho
-            }
+        let half = |h: &ResHalf<Tensor>, x: &Tensor| {
+            let rho = per_channel(&h.norm);
+            let rho = if smoothing { (rho - 0.1).clamp(0.0, 1.0) } else { rho };
+            layer_instance_norm(&h.conv.forward(&reflect(x, 1)), &rho, gamma, beta, Variance::Biased)
         };
-        let norm = |x: &Tensor, r: &Tensor| layer_instance_norm(x, &rho(r), gamma, beta, Variance::Biased);
-        let h = norm(&self.res1.0.forward(xs), &self.res1.1).relu();
-        xs + norm(&self.res2.0.forward(&h), &self.res2.1)
+        let h = half(&self.res1, xs).relu();
+        xs + half(&self.res2, &h)
     }
 }
 
@@ -235,7 +203,8 @@ impl TfGenerator {
     /// The generator under `vs` (`vs / "genA2B"` for the official `generator_B`). Variables
     /// start at zero (ones for the norms' `gamma`): they are meant to be loaded.
     pub fn new(vs: &nn::Path, config: Config) -> Self {
-        let (ch, dim) = (config.ngf, config.bottleneck_channels());
+        let shape = config.shape;
+        let (ch, dim) = (shape.ngf, shape.bottleneck_channels());
         let down = (0..2)
             .map(|i| {
                 let c = ch << i;
@@ -245,8 +214,7 @@ impl TfGenerator {
                 )
             })
             .collect();
-        let side = config.img_size / 4;
-        let mlp_in = if config.light { dim } else { dim * side * side };
+        let mlp_in = shape.mlp_in_features();
         let mlp = vs / "MLP";
         let up = (0..2)
             .map(|i| {
@@ -263,14 +231,23 @@ impl TfGenerator {
             conv: TfConv::new(vs / "conv", 3, ch, 7, 1),
             ins_norm: InstanceNorm::new(vs / "ins_norm", ch),
             down,
-            resblocks: (0..config.n_res).map(|i| ResBlock::new(vs / format!("resblock_{i}"), dim)).collect(),
+            resblocks: (0..shape.n_res)
+                .map(|i| {
+                    Halves::new(vs / format!("resblock_{i}"), dim, |vs| InstanceNorm::new(vs / "instance_norm", dim))
+                })
+                .collect(),
             cam_kernel: cam.var("kernel", &[1, dim], Init::Const(0.0)),
             cam_bias: cam.var("bias", &[1], Init::Const(0.0)),
             conv_1x1: TfConv::new(vs / "conv_1x1", 2 * dim, dim, 1, 1),
             mlp: [Dense::new(&mlp / "linear_0", mlp_in, dim), Dense::new(&mlp / "linear_1", dim, dim)],
             gamma: Dense::new(&mlp / "gamma", dim, dim),
             beta: Dense::new(&mlp / "beta", dim, dim),
-            ada_blocks: (0..config.n_res).map(|i| AdaBlock::new(vs / format!("adaptive_resblock{i}"), dim)).collect(),
+            ada_blocks: (0..shape.n_res)
+                .map(|i| {
+                    let rho = |vs: &nn::Path| (vs / "instance_layer_norm").var("rho", &[dim], Init::Const(1.0));
+                    Halves::new(vs / format!("adaptive_resblock{i}"), dim, rho)
+                })
+                .collect(),
             up,
             g_logit: TfConv::new(vs / "G_logit", ch, 3, 7, 1),
         }
@@ -301,7 +278,7 @@ impl TfGenerator {
         let x = self.conv_1x1.forward(&Tensor::cat(&[&weighted, &weighted], 1)).relu();
         let heatmap = x.sum_dim_intlist(1, true, None);
 
-        let h = if self.config.light { x.mean_dim(&[2i64, 3][..], false, Kind::Float) } else { x.view([b, -1]) };
+        let h = if self.config.shape.light { x.mean_dim(&[2i64, 3][..], false, Kind::Float) } else { x.view([b, -1]) };
         let h = self.mlp[1].forward(&self.mlp[0].forward(&h).relu()).relu();
         let (gamma, beta) = (self.gamma.forward(&h).view([b, -1, 1, 1]), self.beta.forward(&h).view([b, -1, 1, 1]));
 

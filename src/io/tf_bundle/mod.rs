@@ -346,15 +346,20 @@ impl Bundle {
         &self.index.entries
     }
 
-    /// The raw bytes of `name`, checked against the shard's length, the entry's size and its CRC.
-    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
-        let e = self.index.entries.get(name).ok_or_else(|| {
+    /// The entry of variable `name`.
+    pub fn entry(&self, name: &str) -> Result<&Entry> {
+        self.index.entries.get(name).ok_or_else(|| {
             anyhow!(
                 "{}: no variable named {name:?} ({} entries)",
                 index_path(&self.prefix).display(),
                 self.index.entries.len()
             )
-        })?;
+        })
+    }
+
+    /// The raw bytes of `name`, checked against the shard's length, the entry's size and its CRC.
+    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
+        let e = self.entry(name)?;
         let (file, map) =
             self.shards.get(&e.shard).ok_or_else(|| anyhow!("{name}: shard {} was not opened", e.shard))?;
         let data: &[u8] = map.as_deref().unwrap_or(&[]);
@@ -390,13 +395,7 @@ impl Bundle {
     /// Reads variable `name` into a CPU tensor of its stored dtype and shape, in TensorFlow's
     /// row-major layout as stored (no transposition).
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
-        let e = self.index.entries.get(name).ok_or_else(|| {
-            anyhow!(
-                "{}: no variable named {name:?} ({} entries)",
-                index_path(&self.prefix).display(),
-                self.index.entries.len()
-            )
-        })?;
+        let e = self.entry(name)?;
         let at = || format!("{}: variable {name:?}", index_path(&self.prefix).display());
         let dtype = element_dtype(e.dtype)
             .ok_or_else(|| anyhow!("{}: dtype {} ({}) not supported", at(), dtype_name(e.dtype), e.dtype))?;
