@@ -71,7 +71,7 @@ fn a_converted_file_runs_without_the_original() {
 }
 
 #[test]
-fn translate_and_train_take_the_folder() {
+fn translate_test_and_train_take_the_folder() {
     let dir = std::env::temp_dir().join(format!("ugatit-tf-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample");
@@ -87,6 +87,20 @@ fn translate_and_train_take_the_folder() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = image::open(dir.join("out/female_10328.png")).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64));
+    // The reference's test phase: a 7-tile column per test image, both directions.
+    let out = Command::new(env!("CARGO_BIN_EXE_ugatit"))
+        .arg("test")
+        .arg("--checkpoint")
+        .arg(folder("light"))
+        .arg("--dataset")
+        .arg(&sample)
+        .args(["--img-size", "64", "--out"])
+        .arg(dir.join("test"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grid = image::open(dir.join("test/B2A_1.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (64, 7 * 64));
     let out = Command::new(env!("CARGO_BIN_EXE_ugatit"))
         .arg("train")
         .arg("--dataset")
