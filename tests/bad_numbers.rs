@@ -1,27 +1,9 @@
 //! Bad sizes and counts on every subcommand that takes them: each is refused with the message
 //! `train` gives for that flag, naming the flag, and never with a panic (exit status 101).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
-use tch::Device;
-use ugatit::io::safetensors::{named_variables, write};
-use ugatit::model::generator::Config;
-use ugatit::model::ugatit::{Config as ModelConfig, UGATIT};
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ugatit-bad-numbers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn light_checkpoint(dir: &Path) -> PathBuf {
-    let nets = UGATIT::new(ModelConfig::new(Config { ngf: 2, n_res: 1, img_size: 32, light: true }), Device::Cpu);
-    let path = dir.join("model.safetensors");
-    write(&path, &named_variables("", &nets.vs), &BTreeMap::new()).unwrap();
-    path
-}
 
 /// Runs `ugatit args`; returns (exit code, stderr).
 fn ugatit(args: &[String]) -> (Option<i32>, String) {
@@ -31,10 +13,9 @@ fn ugatit(args: &[String]) -> (Option<i32>, String) {
 
 #[test]
 fn bad_sizes_and_counts_are_refused_alike() {
-    let dir = scratch();
-    let ckpt = light_checkpoint(&dir).to_string_lossy().into_owned();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample");
-    let sample = sample.to_string_lossy().into_owned();
+    let dir = common::scratch("bad-numbers");
+    let ckpt = common::tiny_checkpoint(&dir, 2).to_string_lossy().into_owned();
+    let sample = common::sample("").to_string_lossy().into_owned();
     let input = format!("{sample}/testA");
     let out = dir.join("out").to_string_lossy().into_owned();
     let results = dir.join("results").to_string_lossy().into_owned();

@@ -2,32 +2,12 @@
 //! links are followed once, outputs that cannot be written are named once, bad files say what
 //! is wrong with them, and nothing ends in a panic.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::{sample, scratch};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use tch::Device;
-use ugatit::io::safetensors::{named_variables, write};
-use ugatit::model::generator::Config;
-use ugatit::model::ugatit::{Config as ModelConfig, UGATIT};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ugatit-cli-guards-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn checkpoint(dir: &Path) -> PathBuf {
-    let nets = UGATIT::new(ModelConfig::new(Config { ngf: 2, n_res: 1, img_size: 32, light: true }), Device::Cpu);
-    let path = dir.join("model.safetensors");
-    write(&path, &named_variables("", &nets.vs), &BTreeMap::new()).unwrap();
-    path
-}
-
-fn sample(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample").join(rel)
-}
 
 fn ugatit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ugatit")).args(args).output().unwrap();
@@ -46,8 +26,8 @@ fn refused((code, stderr): (Option<i32>, String), needle: &str) -> String {
 
 #[test]
 fn translate_never_writes_over_its_input() {
-    let dir = scratch("same");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-same");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let same = dir.join("same");
     std::fs::create_dir_all(&same).unwrap();
     let photo = same.join("b.png");
@@ -63,8 +43,8 @@ fn translate_never_writes_over_its_input() {
 
 #[test]
 fn translate_follows_a_link_loop_once() {
-    let dir = scratch("loop");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-loop");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let inputs = dir.join("in");
     std::fs::create_dir_all(inputs.join("sub")).unwrap();
     std::fs::copy(sample("testA/female_10328.jpg"), inputs.join("sub/a.jpg")).unwrap();
@@ -92,8 +72,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn translate_names_empty_inputs_and_bad_outputs_once() {
-    let dir = scratch("outputs");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-outputs");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = dir.join("out");
@@ -112,8 +92,8 @@ fn translate_names_empty_inputs_and_bad_outputs_once() {
 
 #[test]
 fn a_closed_pipe_ends_translate_without_a_panic() {
-    let dir = scratch("pipe");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-pipe");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let inputs = dir.join("in");
     std::fs::create_dir_all(&inputs).unwrap();
     // Bad files, so that errors are printed one per file.
@@ -135,8 +115,8 @@ fn a_closed_pipe_ends_translate_without_a_panic() {
 
 #[test]
 fn convert_and_truncated_files_say_what_is_wrong() {
-    let dir = scratch("convert");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-convert");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let folder = dir.join("folder");
     std::fs::create_dir_all(&folder).unwrap();
     refused(ugatit(args!["convert", ckpt, folder]), "the output must be a file path");
@@ -153,8 +133,8 @@ fn convert_and_truncated_files_say_what_is_wrong() {
 
 #[test]
 fn eval_refuses_a_fake_folder_with_stale_files() {
-    let dir = scratch("eval");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("cli-guards-eval");
+    let ckpt = common::tiny_checkpoint(&dir, 2);
     let fake = dir.join("fake");
     std::fs::create_dir_all(&fake).unwrap();
     std::fs::copy(sample("testB/0000.jpg"), fake.join("old.png")).unwrap();

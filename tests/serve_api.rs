@@ -2,32 +2,12 @@
 //! `ugatit translate`'s, every error code, a decompression bomb refused from its header, a queue
 //! that overflows into 503s only, and a graceful stop.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::{sample, scratch};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use tch::Device;
-use ugatit::io::safetensors::{named_variables, write};
-use ugatit::model::generator::Config;
-use ugatit::model::ugatit::{Config as ModelConfig, UGATIT};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ugatit-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn checkpoint(dir: &Path) -> PathBuf {
-    let nets = UGATIT::new(ModelConfig::new(Config { ngf: 4, n_res: 1, img_size: 32, light: true }), Device::Cpu);
-    let path = dir.join("model.safetensors");
-    write(&path, &named_variables("", &nets.vs), &BTreeMap::new()).unwrap();
-    path
-}
-
-fn sample(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample").join(rel)
-}
 
 /// A server process, stopped when dropped.
 struct Server {
@@ -91,8 +71,8 @@ fn pixels(png: &[u8]) -> image::RgbImage {
 
 #[test]
 fn served_pictures_equal_translate_output() {
-    let dir = scratch("same");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("serve-same");
+    let ckpt = common::tiny_checkpoint(&dir, 4);
     let input = sample("testA/female_10328.jpg");
     let out = dir.join("out");
     let status = Command::new(env!("CARGO_BIN_EXE_ugatit"))
@@ -184,8 +164,8 @@ fn raw_request(url: &str, line: &str, headers: &str, body: &[u8]) -> String {
 
 #[test]
 fn every_error_is_json_with_its_status() {
-    let dir = scratch("errors");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("serve-errors");
+    let ckpt = common::tiny_checkpoint(&dir, 4);
     let server = Server::start(&ckpt, &["--max-upload-mb", "1", "--img-size", "32"]);
     let url = &server.url;
 
@@ -226,8 +206,8 @@ fn every_error_is_json_with_its_status() {
 
 #[test]
 fn an_overflowing_queue_answers_503_and_the_server_stays_healthy() {
-    let dir = scratch("queue");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("serve-queue");
+    let ckpt = common::tiny_checkpoint(&dir, 4);
     let server = Server::start(&ckpt, &["--queue", "2", "--batch-size", "1", "--img-size", "256"]);
     let photo = std::fs::read(sample("testA/female_10500.jpg")).unwrap();
     let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
@@ -255,8 +235,8 @@ fn an_overflowing_queue_answers_503_and_the_server_stays_healthy() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let dir = scratch("stop");
-    let ckpt = checkpoint(&dir);
+    let dir = scratch("serve-stop");
+    let ckpt = common::tiny_checkpoint(&dir, 4);
     let mut server = Server::start(&ckpt, &["--img-size", "32"]);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };

@@ -2,20 +2,11 @@
 //! runs in one folder, a folder holding another run, resume edge cases, stale temporary files,
 //! signals and the lines a non-terminal sees. Good inputs are covered by `train_resume.rs`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ugatit-guards-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A tiny training command on `dataset` into `results`.
 fn train(dataset: &Path, results: &Path, iteration: u32, extra: &[&str]) -> Command {
@@ -50,7 +41,7 @@ fn dataset_copy(dir: &Path) -> PathBuf {
     let root = dir.join("data");
     for split in ["trainA", "trainB", "testA", "testB"] {
         std::fs::create_dir_all(root.join(split)).unwrap();
-        for entry in std::fs::read_dir(sample().join(split)).unwrap() {
+        for entry in std::fs::read_dir(common::sample("").join(split)).unwrap() {
             let path = entry.unwrap().path();
             std::fs::copy(&path, root.join(split).join(path.file_name().unwrap())).unwrap();
         }
@@ -83,7 +74,7 @@ fn wait_for(path: &Path, child: &mut Child) {
 
 #[test]
 fn flat_images_are_refused_or_skipped_and_translated_normally() {
-    let dir = scratch("flat");
+    let dir = common::scratch("guards-flat");
     let data = dataset_copy(&dir);
     let flat = data.join("trainA/flat.png");
     image::RgbImage::from_pixel(64, 64, image::Rgb([200, 120, 40])).save(&flat).unwrap();
@@ -109,13 +100,14 @@ fn flat_images_are_refused_or_skipped_and_translated_normally() {
 
 #[test]
 fn non_finite_losses_stop_the_run_and_keep_the_good_checkpoint() {
-    let dir = scratch("nan");
+    let dir = common::scratch("guards-nan");
     let results = dir.join("results");
-    ok(&mut train(&sample(), &results, 2, &[]));
+    ok(&mut train(&common::sample(""), &results, 2, &[]));
     let latest = results.join("sample/model/latest.safetensors");
     let good = std::fs::read(&latest).unwrap();
     // An absurd learning rate is finite, so it is accepted, and diverges at once.
-    let stderr = refused(&mut train(&sample(), &results, 4, &["--resume", "--lr", "1e38"]), "step 3: the loss term");
+    let stderr =
+        refused(&mut train(&common::sample(""), &results, 4, &["--resume", "--lr", "1e38"]), "step 3: the loss term");
     assert!(stderr.contains("diverged") && stderr.contains("(step 2)"), "{stderr}");
     assert_eq!(std::fs::read(&latest).unwrap(), good, "the good checkpoint was replaced");
     assert!(!results.join("sample/model/sample_params_0000004.safetensors").exists());
@@ -124,14 +116,14 @@ fn non_finite_losses_stop_the_run_and_keep_the_good_checkpoint() {
 
 #[test]
 fn two_runs_in_one_folder_are_refused_naming_the_holder() {
-    let dir = scratch("lock");
+    let dir = common::scratch("guards-lock");
     let results = dir.join("results");
-    let mut first = train(&sample(), &results, 100_000, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = train(&common::sample(""), &results, 100_000, &[]).stderr(Stdio::null()).spawn().unwrap();
     wait_for(&results.join("sample/model/latest.safetensors"), &mut first);
     let holder = format!("process {}", first.id());
-    refused(&mut train(&sample(), &results, 2, &[]), &holder);
-    refused(&mut train(&sample(), &results, 100_000, &["--resume"]), &holder);
-    refused(&mut train(&sample(), &results, 2, &["--overwrite"]), &holder);
+    refused(&mut train(&common::sample(""), &results, 2, &[]), &holder);
+    refused(&mut train(&common::sample(""), &results, 100_000, &["--resume"]), &holder);
+    refused(&mut train(&common::sample(""), &results, 2, &["--overwrite"]), &holder);
     first.kill().unwrap();
     first.wait().unwrap();
     let _ = std::fs::remove_dir_all(dir);
@@ -139,19 +131,19 @@ fn two_runs_in_one_folder_are_refused_naming_the_holder() {
 
 #[test]
 fn a_folder_holding_a_run_needs_resume_or_overwrite() {
-    let dir = scratch("holds");
+    let dir = common::scratch("guards-holds");
     let results = dir.join("results");
     let run_dir = results.join("sample");
-    ok(&mut train(&sample(), &results, 4, &[]));
+    ok(&mut train(&common::sample(""), &results, 4, &[]));
     assert!(run_dir.join("model/sample_params_0000004.safetensors").is_file());
     let before = files_under(&run_dir);
     let config = std::fs::read(run_dir.join("config.toml")).unwrap();
-    let stderr = refused(&mut train(&sample(), &results, 2, &[]), "holds an earlier run");
+    let stderr = refused(&mut train(&common::sample(""), &results, 2, &[]), "holds an earlier run");
     assert!(stderr.contains("--resume") && stderr.contains("--overwrite"), "{stderr}");
     assert_eq!(files_under(&run_dir), before, "a refused run changed the folder");
     assert_eq!(std::fs::read(run_dir.join("config.toml")).unwrap(), config);
 
-    ok(&mut train(&sample(), &results, 1, &["--overwrite"]));
+    ok(&mut train(&common::sample(""), &results, 1, &["--overwrite"]));
     let after = files_under(&run_dir);
     assert!(!after.iter().any(|f| f.contains("params_0000004") || f.contains("_0000002.png")), "{after:?}");
     let csv = std::fs::read_to_string(run_dir.join("losses.csv")).unwrap();
@@ -161,15 +153,15 @@ fn a_folder_holding_a_run_needs_resume_or_overwrite() {
 
 #[test]
 fn resume_appends_to_the_log_and_refuses_a_smaller_iteration() {
-    let dir = scratch("resume");
+    let dir = common::scratch("guards-resume");
     let results = dir.join("results");
     let run_dir = results.join("sample");
-    ok(&mut train(&sample(), &results, 2, &[]));
+    ok(&mut train(&common::sample(""), &results, 2, &[]));
     let log = std::fs::read_to_string(run_dir.join("losses.csv")).unwrap();
     // A killed save's leftovers are removed at the next start.
     let stale = run_dir.join("model/.latest.safetensors.99999.0.tmp");
     std::fs::write(&stale, vec![0u8; 1024]).unwrap();
-    let stderr = ok(&mut train(&sample(), &results, 3, &["--resume"]));
+    let stderr = ok(&mut train(&common::sample(""), &results, 3, &["--resume"]));
     assert!(stderr.contains("removed 1 temporary file"), "{stderr}");
     assert!(!stale.exists());
     let resumed = std::fs::read_to_string(run_dir.join("losses.csv")).unwrap();
@@ -181,34 +173,35 @@ fn resume_appends_to_the_log_and_refuses_a_smaller_iteration() {
 
     let files = files_under(&run_dir);
     let config = std::fs::read(run_dir.join("config.toml")).unwrap();
-    let stderr = refused(&mut train(&sample(), &results, 2, &["--resume"]), "past --iteration 2");
+    let stderr = refused(&mut train(&common::sample(""), &results, 2, &["--resume"]), "past --iteration 2");
     assert!(stderr.contains("--iteration 4"), "{stderr}");
     assert_eq!(std::fs::read(run_dir.join("config.toml")).unwrap(), config, "config.toml was rewritten");
     assert_eq!(files_under(&run_dir), files);
 
     let flags = ["--resume", "--batch-size", "2", "--seed", "3"];
-    let stderr = refused(&mut train(&sample(), &results, 5, &flags), "--batch-size 1 (checkpoint) vs 2 (given)");
+    let stderr =
+        refused(&mut train(&common::sample(""), &results, 5, &flags), "--batch-size 1 (checkpoint) vs 2 (given)");
     assert!(stderr.contains("--seed 0 (checkpoint) vs 3 (given)") && !stderr.contains("--n-res"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_failed_start_creates_nothing() {
-    let dir = scratch("nothing");
+    let dir = common::scratch("guards-nothing");
     let data = dataset_copy(&dir);
     std::fs::write(data.join("trainB/broken.png"), b"\x89PNG\r\n\x1a\n cut").unwrap();
     let results = dir.join("results");
     refused(&mut train(&data, &results, 2, &[]), "broken.png");
-    refused(&mut train(&sample(), &results, 2, &["--lr", "nan"]), "--lr must be a finite number");
+    refused(&mut train(&common::sample(""), &results, 2, &["--lr", "nan"]), "--lr must be a finite number");
     assert!(!results.exists(), "a failed start created {}", results.display());
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn sigterm_saves_and_exits_143() {
-    let dir = scratch("sigterm");
+    let dir = common::scratch("guards-sigterm");
     let results = dir.join("results");
-    let mut child = train(&sample(), &results, 100_000, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = train(&common::sample(""), &results, 100_000, &[]).stderr(Stdio::null()).spawn().unwrap();
     wait_for(&results.join("sample/config.toml"), &mut child);
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -220,7 +213,7 @@ fn sigterm_saves_and_exits_143() {
 
 #[test]
 fn a_short_run_says_when_outputs_appear_and_how_it_ended() {
-    let dir = scratch("short");
+    let dir = common::scratch("guards-short");
     // `--dataset .` is named after the folder itself.
     let data = dataset_copy(&dir);
     let results = dir.join("results");

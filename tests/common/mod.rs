@@ -67,3 +67,28 @@ pub fn device() -> tch::Device {
         Err(_) => tch::Device::Cpu,
     }
 }
+
+/// A fresh, empty scratch folder for one test (tests run in parallel in one process, and test
+/// binaries in parallel with each other: the tag and the pid keep them apart).
+pub fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ugatit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file of the bundled sample dataset (`assets/sample/<rel>`; `""` for the dataset itself).
+pub fn sample(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample").join(rel)
+}
+
+/// An untrained six-network checkpoint of a light model with `ngf` channels, one residual block,
+/// at `dir/model.safetensors`.
+pub fn tiny_checkpoint(dir: &Path, ngf: i64) -> PathBuf {
+    let g = ugatit::model::generator::Config { ngf, n_res: 1, img_size: 32, light: true };
+    let nets = ugatit::model::ugatit::UGATIT::new(ugatit::model::ugatit::Config::new(g), tch::Device::Cpu);
+    let path = dir.join("model.safetensors");
+    let vars = ugatit::io::safetensors::named_variables("", &nets.vs);
+    ugatit::io::safetensors::write(&path, &vars, &BTreeMap::new()).unwrap();
+    path
+}
