@@ -12,6 +12,7 @@ pub mod device;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod pictures;
 pub mod serve;
 pub mod summary;

@@ -17,7 +17,8 @@ use crate::data::loader::UnpairedLoader;
 use crate::data::rng::mix64;
 use crate::io::image::load_rgb8;
 use crate::model::UGATIT;
-use crate::pictures::{render_grid, sample_columns, save_png};
+use crate::observe::tensorboard::{EventWriter, Value};
+use crate::pictures::{png_bytes, render_grid, sample_columns, save_png};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -89,11 +90,19 @@ impl Samples {
         Ok(Self { a, b })
     }
 
-    fn write(&self, nets: &UGATIT, dir: &Path, step: i64, tile: u32) -> Result<()> {
-        let a2b = render_grid(&sample_columns(&self.a, &nets.gen_a2b, &nets.gen_b2a), tile)?;
-        save_png(&a2b, &dir.join(format!("A2B_{step:07}.png")))?;
-        let b2a = render_grid(&sample_columns(&self.b, &nets.gen_b2a, &nets.gen_a2b), tile)?;
-        save_png(&b2a, &dir.join(format!("B2A_{step:07}.png")))
+    /// Writes the grids of `step` into `dir` and returns them as TensorBoard images.
+    fn write(&self, nets: &UGATIT, dir: &Path, step: i64, tile: u32) -> Result<Vec<(&'static str, Value)>> {
+        let mut images = Vec::new();
+        for (tag, real, forward, backward) in
+            [("A2B", &self.a, &nets.gen_a2b, &nets.gen_b2a), ("B2A", &self.b, &nets.gen_b2a, &nets.gen_a2b)]
+        {
+            let grid = render_grid(&sample_columns(real, forward, backward), tile)?;
+            save_png(&grid, &dir.join(format!("{tag}_{step:07}.png")))?;
+            let (width, height) = grid.dimensions();
+            let name = if tag == "A2B" { "samples/A2B" } else { "samples/B2A" };
+            images.push((name, Value::Image { png: png_bytes(&grid)?, width, height }));
+        }
+        Ok(images)
     }
 }
 
@@ -231,6 +240,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
     announce(config, done, &paths);
 
     let mut log = LossLog::open(&paths.csv(), done)?;
+    let mut board = EventWriter::create(&paths.dir.join("tb"))?;
     let samples = Samples::new(&data, config.img_size, device)?;
     let workers = 2;
     let mut loader = UnpairedLoader::new(
@@ -257,6 +267,10 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
         last_losses = (d_loss, g_loss);
         log.push(step, lr, losses.clone().into_values())?;
+        let mut scalars: Vec<(&str, Value)> = vec![("lr", Value::Scalar(lr as f32))];
+        let terms = LossTerms::<f64>::NAMES.iter().zip(losses.clone().into_values());
+        scalars.extend(terms.map(|(name, v)| (*name, Value::Scalar(v as f32))));
+        board.write(step, &scalars)?;
         if let Some((name, value)) = non_finite(&losses) {
             log.flush()?;
             bar.abandon();
@@ -278,7 +292,9 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
                 "[{step:>5}/{:>5}] time: {elapsed:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}",
                 config.iteration
             ));
-            samples.write(&trainer.nets, &paths.dir.join("img"), step, config.img_size as u32)?;
+            let grids = samples.write(&trainer.nets, &paths.dir.join("img"), step, config.img_size as u32)?;
+            board.write(step, &grids)?;
+            board.flush()?;
             log.flush()?;
             log.plot(&paths.dir.join("losses.png"))?;
         }
@@ -297,6 +313,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         }
     }
     log.flush()?;
+    board.flush()?;
     bar.finish();
     eprintln!(
         "finished step {} ({} steps in {:.1} s): d_loss {:.5}, g_loss {:.5}; checkpoint {}, every loss in {}",

@@ -3,7 +3,7 @@
 //!
 //! Layout: `config.toml` (the effective configuration), `losses.csv`, `losses.png`,
 //! `img/A2B_%07d.png`, `img/B2A_%07d.png`, `model/latest.safetensors`,
-//! `model/<dataset>_params_%07d.safetensors`, and `.lock` (the lock file, holding the pid of the
+//! `model/<dataset>_params_%07d.safetensors`, `tb/events.out.tfevents.*` (TensorBoard), and `.lock` (the lock file, holding the pid of the
 //! run that has it).
 
 use super::config::TrainConfig;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// What a run writes directly in its folder (sub-folders `model/` and `img/` hold the rest).
 const RUN_FILES: [&str; 3] = ["config.toml", "losses.csv", "losses.png"];
-const RUN_FOLDERS: [&str; 2] = ["model", "img"];
+const RUN_FOLDERS: [&str; 3] = ["model", "img", "tb"];
 
 /// Where the run's files go.
 pub struct RunPaths {
