@@ -85,6 +85,10 @@ macro_rules! train_settings {
                 seed: u64 = 0, any;
                 /// Train on the readable images and report the others, instead of stopping.
                 skip_bad_images: bool = false, any;
+                /// KID of both directions on the test split every this many steps and at the end, into metrics.csv (0: off).
+                eval_freq: i64 = 0, at_least_zero;
+                /// Score only the first K test images of each domain (0: all).
+                eval_limit: i64 = 0, at_least_zero;
             }
         }
     };
@@ -139,6 +143,14 @@ pub mod checks {
     pub fn at_least_one(key: &str, value: &i64) -> Result<()> {
         if *value < 1 {
             bail!("{} must be at least 1 (got {value})", flag_name(key));
+        }
+        Ok(())
+    }
+
+    /// 0 or more (0 switches a feature off).
+    pub fn at_least_zero(key: &str, value: &i64) -> Result<()> {
+        if *value < 0 {
+            bail!("{} must be 0 or more (got {value})", flag_name(key));
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ impl LossLog {
         let mut history = Vec::new();
         if last_step > 0 && path.exists() {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let keep = kept_prefix(&text, last_step, &mut history);
+            let keep = kept_prefix(&text, last_step, 1, &mut history);
             let file =
                 OpenOptions::new().write(true).open(path).with_context(|| format!("opening {}", path.display()))?;
             file.set_len(keep as u64).with_context(|| format!("truncating {}", path.display()))?;
@@ -68,9 +68,9 @@ impl LossLog {
     }
 }
 
-/// The length of the header and the complete rows of steps up to `last_step` in `text`; their
-/// values go to `history`.
-fn kept_prefix(text: &str, last_step: i64, history: &mut Vec<(i64, Vec<f64>)>) -> usize {
+/// The length of the header and the complete rows of steps up to `last_step` in the CSV `text`;
+/// their values (after the step and `skip` more columns) go to `history`.
+pub(super) fn kept_prefix(text: &str, last_step: i64, skip: usize, history: &mut Vec<(i64, Vec<f64>)>) -> usize {
     let mut lines = text.split_inclusive('\n');
     let mut keep = lines.next().map_or(0, str::len);
     for line in lines {
@@ -80,8 +80,7 @@ fn kept_prefix(text: &str, last_step: i64, history: &mut Vec<(i64, Vec<f64>)>) -
         if step > last_step {
             break;
         }
-        let _lr = fields.next();
-        history.push((step, fields.filter_map(|f| f.parse().ok()).collect()));
+        history.push((step, fields.skip(skip).filter_map(|f| f.parse().ok()).collect()));
         keep += line.len();
     }
     keep

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod evaluate;
 pub mod log;
 pub mod losses;
 pub mod optim;

@@ -7,6 +7,7 @@
 
 use super::checkpoint;
 use super::config::TrainConfig;
+use super::evaluate::{plain_mean, Evaluator, COLUMNS};
 use super::log::LossLog;
 use super::optim::{learning_rate, AdamConfig};
 use super::run_dir::{RunLock, RunPaths};
@@ -213,6 +214,12 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         eprintln!("{}: already at step {done} of {}; nothing to do", paths.dir.display(), config.iteration);
         return Ok(Outcome::Finished);
     }
+    let evaluator = (config.eval_freq > 0)
+        .then(|| {
+            let size = config.img_size as u32;
+            Evaluator::new(&report.dataset.test_a, &report.dataset.test_b, config.eval_limit as usize, size, device)
+        })
+        .transpose()?;
     let _lock = RunLock::acquire(&paths.dir)?;
     claim_folder(&paths, start, options)?;
     let stale = paths.remove_stale_temp_files()?;
@@ -239,6 +246,13 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
     crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
     announce(config, done, &paths);
 
+    let mut evaluator = match evaluator {
+        Some(mut e) => {
+            let best = e.open_log(&paths.dir, done)?;
+            Some((e, best))
+        }
+        None => None,
+    };
     let mut log = LossLog::open(&paths.csv(), done)?;
     let mut board = EventWriter::create(&paths.dir.join("tb"))?;
     let samples = Samples::new(&data, config.img_size, device)?;
@@ -300,6 +314,18 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         }
         if step % config.save_freq == 0 {
             checkpoint::save(&paths.numbered(step), &trainer, step, config)?;
+        }
+        if let Some((evaluator, best)) = evaluator.as_mut().filter(|_| step % config.eval_freq.max(1) == 0 || last) {
+            let row = evaluator.evaluate(&trainer.nets, step)?;
+            let kids: Vec<(&str, Value)> =
+                COLUMNS.iter().zip(&row).map(|(n, v)| (*n, Value::Scalar(*v as f32))).collect();
+            board.write(step, &kids)?;
+            let score = plain_mean(&row);
+            say(format!("[{step:>5}/{:>5}] KID x100 A2B {:.4}, B2A {:.4}", config.iteration, row[0], row[2]));
+            if best.is_none_or(|b| score < b) {
+                *best = Some(score);
+                checkpoint::save(&paths.dir.join("model").join("best.safetensors"), &trainer, step, config)?;
+            }
         }
         let interrupted = interrupt.load(Ordering::SeqCst);
         if step % config.save_latest_freq == 0 || last || interrupted {
