@@ -77,6 +77,27 @@ pub fn read(path: &Path) -> Result<SafetensorsFile> {
     read_bytes(&bytes).with_context(|| format!("{} is not a valid safetensors file", path.display()))
 }
 
+/// The metadata of a safetensors file, reading only its header (a training checkpoint's step and
+/// configuration, without the gigabytes of tensors after them).
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
+    let context = || format!("{} is not a valid safetensors file", path.display());
+    let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let file_len = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| anyhow!("the file is truncated ({file_len} bytes)")).with_context(context)?;
+    let n = u64::from_le_bytes(len);
+    // The format caps the header at 100 MB.
+    if n > 100_000_000 || n.saturating_add(8) > file_len {
+        return Err(anyhow!("its header claims {n} bytes, the file has {file_len}")).with_context(context);
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).with_context(context)?;
+    let json: serde_json::Value = serde_json::from_slice(&header).with_context(context)?;
+    let meta = json.get("__metadata__").and_then(|m| m.as_object());
+    Ok(meta.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+}
+
 /// The tensors and metadata of a safetensors file's bytes. The header is checked against the
 /// data before any tensor is built: a dtype libtorch lacks, a dimension over `i64`, or a data
 /// length other than the shape's are errors naming the tensor.

@@ -43,10 +43,9 @@ fn meta_i64(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<i
         .with_context(|| format!("{}: checkpoint metadata lacks a valid {key:?}", path.display()))
 }
 
-/// Reads the step and configuration of a checkpoint without building a model.
+/// Reads the step and configuration of a checkpoint from its header alone.
 pub fn info(path: &Path) -> Result<CheckpointInfo> {
-    let file = st::read(path)?;
-    parse_info(&file.metadata, path)
+    parse_info(&st::read_metadata(path)?, path)
 }
 
 fn parse_info(meta: &BTreeMap<String, String>, path: &Path) -> Result<CheckpointInfo> {

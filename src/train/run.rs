@@ -183,11 +183,6 @@ fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
     Ok(checkpoint)
 }
 
-/// The first non-finite loss term, by name.
-fn non_finite(losses: &LossTerms<f64>) -> Option<(&'static str, f64)> {
-    LossTerms::<f64>::NAMES.iter().copied().zip(losses.clone().into_values()).find(|(_, v)| !v.is_finite())
-}
-
 /// Runs (or with [`Start::Resume`], continues) training as `config` says; `interrupt` is polled
 /// between steps.
 pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
@@ -280,12 +275,13 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         let losses = trainer.step(&real_a, &real_b, &noise, lr).values()?;
         let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
         last_losses = (d_loss, g_loss);
-        log.push(step, lr, losses.clone().into_values())?;
+        let named: Vec<(&'static str, f64)> =
+            LossTerms::<f64>::NAMES.iter().copied().zip(losses.into_values()).collect();
+        log.push(step, lr, named.iter().map(|(_, v)| *v).collect())?;
         let mut scalars: Vec<(&str, Value)> = vec![("lr", Value::Scalar(lr as f32))];
-        let terms = LossTerms::<f64>::NAMES.iter().zip(losses.clone().into_values());
-        scalars.extend(terms.map(|(name, v)| (*name, Value::Scalar(v as f32))));
+        scalars.extend(named.iter().map(|(name, v)| (*name, Value::Scalar(*v as f32))));
         board.write(step, &scalars)?;
-        if let Some((name, value)) = non_finite(&losses) {
+        if let Some((name, value)) = named.iter().find(|(_, v)| !v.is_finite()) {
             log.flush()?;
             bar.abandon();
             let kept = match &saved.1 {
