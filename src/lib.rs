@@ -5,6 +5,7 @@
 //! libtorch through `tch`, computing what the PyTorch reference (znxlwm/UGATIT-pytorch) and
 //! PaddleGAN compute, with their checkpoint key names.
 
+pub mod bench;
 pub mod choice;
 pub mod cli;
 pub mod data;
@@ -14,7 +15,9 @@ pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod pictures;
+pub mod precision;
 pub mod serve;
+pub mod shim;
 pub mod summary;
 pub mod train;
 pub mod translate;

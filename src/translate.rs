@@ -11,6 +11,7 @@ use crate::io::safetensors::copy_into;
 use crate::model::generator::Config;
 use crate::model::{tf_generator, Generate, GeneratorOutput, ResnetGenerator, TfGenerator};
 use crate::pictures::{heatmap_tile, image_tile};
+use crate::precision::Compute;
 use crate::train::config::{checks, TrainConfig};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -74,6 +75,8 @@ pub struct Translator {
     generator: Box<dyn Generate + Send>,
     /// Its shape (for the official generator, without its `smoothing`).
     pub config: Config,
+    /// Precision and layout of its arithmetic ([`Compute::reference`] unless set).
+    pub compute: Compute,
 }
 
 impl Generate for Translator {
@@ -147,7 +150,12 @@ impl Translator {
             }
         }
         copy_into(tensors, &prefix, &vs, path)?;
-        Ok(Self { vs, generator, config })
+        Ok(Self { vs, generator, config, compute: Compute::reference(device) })
+    }
+
+    /// The same translator computing as `compute` says.
+    pub fn computing(self, compute: Compute) -> Self {
+        Self { compute, ..self }
     }
 
     /// Where the generator's weights live.
@@ -160,9 +168,11 @@ impl Translator {
         test_transform(img, self.config.img_size as u32)
     }
 
-    /// Translates a batch `[B, 3, S, S]` in [-1, 1].
+    /// Translates a batch `[B, 3, S, S]` in [-1, 1] (outputs in float32 whatever the precision).
     pub fn translate(&self, xs: &Tensor) -> GeneratorOutput {
-        tch::no_grad(|| self.generator.generate(xs))
+        let xs = self.compute.input(xs);
+        let _region = self.compute.region();
+        tch::no_grad(|| self.generator.generate(&xs))
     }
 }
 

@@ -3,13 +3,13 @@
 //! A benchmark, not a test: run it on a quiet machine and compare ratios within one session.
 
 use super::settings;
+use crate::bench;
+use crate::choice::Choice;
 use crate::model::ugatit::UGATIT;
 use crate::train::config::TrainConfig;
 use crate::train::optim::AdamConfig;
-use crate::train::step::{LossWeights, PenaltyNoise, Trainer};
+use crate::train::step::{LossWeights, Trainer};
 use anyhow::Result;
-use std::time::Instant;
-use tch::{Device, Kind, Tensor};
 
 /// Time training iterations on random images.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,45 +36,38 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
-
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut config = TrainConfig::default();
     args.arch.apply(&mut config);
     args.step.apply(&mut config);
     args.device.apply(&mut config);
     config.validate()?;
-    let device = crate::device::start(&config.device, config.cuda_settings())?;
-    if device == tch::Device::Cpu {
+    let compute = config.start_compute()?;
+    if compute.device == tch::Device::Cpu {
         config.architecture().check_host_memory(true)?;
     }
-    let nets = UGATIT::new(config.model_config()?, device);
-    let mut trainer = Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default());
+    let nets = UGATIT::new(config.model_config()?, compute.device);
+    let mut trainer =
+        Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default()).computing(compute);
     let (batch_size, img_size) = (config.batch_size, config.img_size);
-    let batch = || Tensor::rand([batch_size, 3, img_size, img_size], (Kind::Float, device)) * 2.0 - 1.0;
-    let mut times = Vec::new();
-    for i in 0..args.warmup + args.iters {
-        let (a, b) = (batch(), batch());
-        let noise = PenaltyNoise::draw(config.gan_type, &a);
-        sync(device);
-        let t = Instant::now();
-        trainer.step(&a, &b, &noise, 1e-4);
-        sync(device);
-        if i >= args.warmup {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let kind = if config.light { "light" } else { "full" };
+    let median = bench::time_steps(&mut trainer, batch_size, img_size, args.warmup, args.iters);
     let rss = peak_rss_mib().map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into());
+    let flops = bench::step_flops(&trainer, batch_size, img_size);
+    let peak = bench::gemm_flops_per_s(config.precision, compute.device);
+    let kind = if config.light { "light" } else { "full" };
+    let layout = if compute.channels_last { "channels-last" } else { "nchw" };
     println!(
-        "ugatit {kind} img {img_size} batch {batch_size} device {} tf32 {}: {median:.4} s/iter (median of {}), peak RSS {rss} MiB",
-        config.device, config.tf32, args.iters
+        "ugatit {kind} img {img_size} batch {batch_size} device {} {} {layout} tf32 {}: {median:.4} s/iter (median of {}), \
+         {:.1} GFLOP/step, {:.1} GFLOP/s = {:.0}% of this machine's {} GEMM ({:.1} GFLOP/s), peak RSS {rss} MiB",
+        config.device,
+        config.precision.name(),
+        config.tf32,
+        args.iters,
+        flops / 1e9,
+        flops / median / 1e9,
+        100.0 * flops / median / peak,
+        config.precision.name(),
+        peak / 1e9,
     );
     Ok(())
 }

@@ -189,7 +189,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     if let Some(dir) = &args.real_source {
         blocks(count(dir)?, n_fake, args.max_block_size).context("KID(real source, fake)")?;
     }
-    let device = super::start_device(&args.device)?;
+    // Inception runs in float32 whatever --precision says (it applies to the translation).
+    let device = super::start_compute(&args.device)?.device;
     let source = locate_weights(args)?;
     let weights = weights::load(&source)?;
     let extractor = Extractor::new(&weights, device, args.preprocess, args.batch_size)?;

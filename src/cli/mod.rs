@@ -62,11 +62,11 @@ pub fn architecture(flags: &settings::arch::Flags) -> Result<crate::train::confi
     Ok(arch)
 }
 
-/// Sets the CUDA settings from the device flags and parses `--device`.
-pub fn start_device(flags: &settings::device::Flags) -> Result<tch::Device> {
+/// Starts the device flags: the CUDA settings, `--device`, `--precision`, `--memory-format`.
+pub fn start_compute(flags: &settings::device::Flags) -> Result<crate::precision::Compute> {
     let mut config = crate::train::config::TrainConfig::default();
     flags.apply(&mut config);
-    crate::device::start(&config.device, config.cuda_settings())
+    config.start_compute()
 }
 
 /// `<result-dir default>/<dataset name>`: where `test` and `eval` put their outputs by default.

@@ -46,9 +46,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if !(args.max_megapixels.is_finite() && args.max_megapixels > 0.0) {
         anyhow::bail!("--max-megapixels must be a positive number (got {})", args.max_megapixels);
     }
-    let device = super::start_device(&args.device)?;
+    let compute = super::start_compute(&args.device)?;
     let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
-    let load = |d| Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, device);
+    let load = |d| {
+        Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, compute.device)
+            .map(|t| t.computing(compute))
+    };
     let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
     let facts = model_facts(&checkpoint, &args.checkpoint, &a2b);
     drop(checkpoint);

@@ -5,6 +5,7 @@
 //! the configuration as the defaults and the `--config` file made it.
 
 use crate::choice::Choice;
+use crate::precision::{MemoryFormat, Precision};
 use crate::train::config::TrainConfig;
 use crate::train::losses::GanType;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -55,11 +56,18 @@ impl FlagValue for PathBuf {
     }
 }
 
-impl FlagValue for GanType {
-    fn arg(arg: Arg) -> Arg {
-        choice_arg::<GanType>(arg)
-    }
+/// Settings whose values are a [`Choice`].
+macro_rules! choice_flag_values {
+    ($($t:ty),*) => {$(
+        impl FlagValue for $t {
+            fn arg(arg: Arg) -> Arg {
+                choice_arg::<$t>(arg)
+            }
+        }
+    )*};
 }
+
+choice_flag_values!(GanType, Precision, MemoryFormat);
 
 /// A parser of `T`'s names (listed in `--help`).
 pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {

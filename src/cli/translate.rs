@@ -85,8 +85,9 @@ fn write_result(loaded: &Loaded, image: &Tensor, heatmap: &Tensor, args: &Transl
 }
 
 pub fn run_translate(args: TranslateArgs) -> Result<()> {
-    let device = super::start_device(&args.device)?;
-    let translator = Translator::load(&args.checkpoint, args.direction, args.img_size, device)?;
+    let compute = super::start_compute(&args.device)?;
+    let device = compute.device;
+    let translator = Translator::load(&args.checkpoint, args.direction, args.img_size, device)?.computing(compute);
     let side = translator.config.img_size;
     let jobs = collect_jobs(&args.inputs)?;
     check_outputs(&jobs, &args.out, |job| output_files(job, args.with_cam))?;
@@ -155,9 +156,12 @@ pub struct TestArgs {
 }
 
 pub fn run_test(args: TestArgs) -> Result<()> {
-    let device = super::start_device(&args.device)?;
+    let compute = super::start_compute(&args.device)?;
     let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
-    let load = |d| Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, device);
+    let load = |d| {
+        Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, compute.device)
+            .map(|t| t.computing(compute))
+    };
     let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
     let side = a2b.config.img_size;
     let out = args.out.clone().unwrap_or_else(|| super::default_run_dir(&args.dataset).join("test"));
@@ -170,7 +174,7 @@ pub fn run_test(args: TestArgs) -> Result<()> {
         bar.set_message(tag);
         for (n, file) in files.iter().enumerate() {
             let result = (|| -> Result<()> {
-                let real = test_transform(&load_rgb8(file)?, side as u32)?.unsqueeze(0).to_device(device);
+                let real = test_transform(&load_rgb8(file)?, side as u32)?.unsqueeze(0).to_device(compute.device);
                 let columns = sample_columns(&real, forward, backward);
                 save_png(&render_grid(&columns, side as u32)?, &out.join(format!("{tag}_{}.png", n + 1)))?;
                 save_png(

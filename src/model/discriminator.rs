@@ -10,6 +10,7 @@
 
 use super::layers::{cam_conv1x1, global_pools, reflect, Conv2d};
 use super::spectral_norm::{SnConv2d, SnLinear};
+use crate::precision::full;
 use tch::nn;
 use tch::Tensor;
 
@@ -147,8 +148,8 @@ impl Discriminator {
         let cam_logit = Tensor::cat(&[self.gap_fc.forward_t(&gap, train), self.gmp_fc.forward_t(&gmp, train)], 1);
         let x =
             self.leaky_relu(&cam_conv1x1(&x, &self.conv1x1, &self.gap_fc.sn.weight_orig, &self.gmp_fc.sn.weight_orig));
-        let heatmap = x.sum_dim_intlist(1, true, None);
-        let logit = self.conv.forward_t(&reflect(&x, 1), train);
-        DiscriminatorOutput { logit, cam_logit, heatmap }
+        let heatmap = full(&x).sum_dim_intlist(1, true, None);
+        let logit = full(&self.conv.forward_t(&reflect(&x, 1), train));
+        DiscriminatorOutput { logit, cam_logit: full(&cam_logit), heatmap }
     }
 }

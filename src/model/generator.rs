@@ -9,6 +9,7 @@
 
 use super::layers::{cam_conv1x1, global_pools, instance_norm, linear, reflect, Conv2d};
 use super::norm::{clip_rho, AdaLIN, ILN};
+use crate::precision::full;
 use tch::nn;
 use tch::Tensor;
 
@@ -40,7 +41,6 @@ impl Config {
         self.ngf * (1 << N_DOWNSAMPLING)
     }
 
-    /// Input width of the first MLP layer.
     /// The number of trainable parameters, from the layer shapes alone (in floating point, so
     /// that absurd sizes give a large number rather than an overflow): what a caller checks
     /// before allocating. `tests/summary.rs` holds it to the built network's count.
@@ -60,6 +60,14 @@ impl Config {
         down + res_blocks + cam + mlp + ada_blocks + up + conv(ngf, 3.0, 7.0)
     }
 
+    /// FLOPs of the MLP (`FC`, `gamma`, `beta`) for a batch of `batch` (the only linear layers
+    /// with real work: the full model's first one reads the whole bottleneck map).
+    pub fn mlp_flops(&self, batch: i64) -> f64 {
+        let dim = self.bottleneck_channels();
+        2.0 * batch as f64 * dim as f64 * (self.mlp_in_features() + 3 * dim) as f64
+    }
+
+    /// Input width of the first MLP layer.
     pub fn mlp_in_features(&self) -> i64 {
         let c = self.bottleneck_channels();
         if self.light {
@@ -213,11 +221,15 @@ impl ResnetGenerator {
         let (gap, gmp) = global_pools(&x);
         let cam_logit = Tensor::cat(&[gap.apply(&self.gap_fc), gmp.apply(&self.gmp_fc)], 1);
         let x = cam_conv1x1(&x, &self.conv1x1, &self.gap_fc.ws, &self.gmp_fc.ws).relu();
-        let heatmap = x.sum_dim_intlist(1, true, None);
+        let heatmap = full(&x).sum_dim_intlist(1, true, None);
 
         let batch = x.size()[0];
-        let mut h =
-            if self.config.light { x.adaptive_avg_pool2d([1, 1]).view([batch, -1]) } else { x.view([batch, -1]) };
+        // `reshape`: a channels-last map is not viewable as [B, C·H·W] in NCHW order.
+        let mut h = if self.config.light {
+            full(&x).adaptive_avg_pool2d([1, 1]).view([batch, -1])
+        } else {
+            x.reshape([batch, -1])
+        };
         for layer in &self.fc {
             h = h.apply(layer).relu();
         }
@@ -232,8 +244,8 @@ impl ResnetGenerator {
             let up = x.upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0);
             x = stage.norm.forward(&stage.conv.forward(&reflect(&up, 1))).relu();
         }
-        let image = self.out_conv.forward(&reflect(&x, 3)).tanh();
-        GeneratorOutput { image, cam_logit, heatmap }
+        let image = full(&self.out_conv.forward(&reflect(&x, 3)).tanh());
+        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap }
     }
 
     /// Clamps every AdaLIN and ILN `rho` to [0, 1] (the reference's `RhoClipper`), to be called

@@ -5,6 +5,7 @@
 //! `U(±1/√fan_in)` for both. tch's own defaults differ (ReLU gain, zero bias), so the layers here
 //! set their initialisers explicitly.
 
+use crate::precision::full;
 use tch::nn::{self, Init};
 use tch::Tensor;
 
@@ -15,12 +16,20 @@ pub fn torch_default_init(fan_in: i64) -> Init {
 }
 
 /// A 2-D convolution without padding, under the process's CUDA settings
-/// ([`crate::device::CudaSettings`]).
+/// ([`crate::device::CudaSettings`]), in the autocast dtype inside an autocast region (as
+/// `conv2d` would be: libtorch's `_convolution` is not autocast itself).
 pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
     let cuda = crate::device::cuda_settings();
+    let low = crate::shim::autocast_kind(xs.device());
+    let cast = |t: &Tensor| match low {
+        Some(kind) if t.kind() != kind => t.to_kind(kind),
+        _ => t.shallow_clone(),
+    };
+    let (xs, weight, bias) = (cast(xs), cast(weight), bias.map(cast));
+    super::flops::record_conv(&xs.size(), &weight.size(), stride);
     xs.internal_convolution(
-        weight,
-        bias,
+        &weight,
+        bias.as_ref(),
         [stride],
         [0],
         [1],
@@ -73,9 +82,15 @@ pub fn reflect(xs: &Tensor, p: i64) -> Tensor {
 }
 
 /// Instance normalisation without affine parameters (PyTorch `InstanceNorm2d` defaults:
-/// biased variance, eps 1e-5, no running statistics).
+/// biased variance, eps 1e-5, no running statistics), in float32.
+///
+/// Written out rather than calling libtorch's `instance_norm`, which makes its input contiguous
+/// and so would return every channels-last activation in NCHW.
 pub fn instance_norm(xs: &Tensor) -> Tensor {
-    xs.instance_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false)
+    let xs = full(xs);
+    let (var, mean) = xs.var_mean_dim(&[2i64, 3][..], false, true);
+    let scale = (var + 1e-5).rsqrt();
+    (-(mean * &scale)).addcmul(&xs, &scale)
 }
 
 /// The CAM attention's `conv1x1(cat([x·w_gap, x·w_gmp], 1))`, where the reference re-weights the
@@ -99,8 +114,9 @@ pub fn cam_conv1x1(xs: &Tensor, conv1x1: &Conv2d, w_gap: &Tensor, w_gmp: &Tensor
     conv(xs, &weight, conv1x1.bias.as_ref(), 1)
 }
 
-/// Global average and max pooling to `[B, C]`.
+/// Global average and max pooling to `[B, C]`, in float32.
 pub fn global_pools(xs: &Tensor) -> (Tensor, Tensor) {
+    let xs = full(xs);
     let b = xs.size()[0];
     let gap = xs.adaptive_avg_pool2d([1, 1]).view([b, -1]);
     let gmp = xs.adaptive_max_pool2d([1, 1]).0.view([b, -1]);

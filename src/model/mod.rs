@@ -1,6 +1,7 @@
 //! The U-GAT-IT networks and their building blocks.
 
 pub mod discriminator;
+pub mod flops;
 pub mod generator;
 pub mod layers;
 pub mod norm;

@@ -6,6 +6,7 @@
 //! N−1) and eps sits inside the square root; the official TensorFlow code uses biased moments
 //! ([`Variance::Biased`], for [`super::tf_generator`]).
 
+use crate::precision::full;
 use tch::nn::{self, Init};
 use tch::Tensor;
 
@@ -41,10 +42,11 @@ fn layer_instance_affine(xs: &Tensor, rho: &Tensor, variance: Variance) -> (Tens
     (rho_a + rho_b, shift)
 }
 
-/// `(ρ·IN(x) + (1−ρ)·LN(x))·γ + β`, every parameter broadcast against `[B, C, 1, 1]`.
+/// `(ρ·IN(x) + (1−ρ)·LN(x))·γ + β`, every parameter broadcast against `[B, C, 1, 1]`, in float32.
 pub fn layer_instance_norm(xs: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor, variance: Variance) -> Tensor {
-    let (scale, shift) = layer_instance_affine(xs, rho, variance);
-    (shift * gamma + beta).addcmul(xs, &(scale * gamma))
+    let (xs, gamma, beta) = (full(xs), full(gamma), full(beta));
+    let (scale, shift) = layer_instance_affine(&xs, rho, variance);
+    (shift * &gamma + beta).addcmul(&xs, &(scale * gamma))
 }
 
 /// AdaLIN: the affine parameters `gamma`, `beta` come from the generator's MLP (one per sample).

@@ -12,6 +12,7 @@
 //! the weight for the backward pass (eight forwards per discriminator step).
 
 use super::layers::{conv, torch_default_init, Conv2d};
+use crate::shim::without_autocast;
 use tch::nn;
 use tch::Tensor;
 
@@ -44,8 +45,13 @@ impl SpectralNorm {
         Self { weight_u: fresh("weight_u", h), weight_v: fresh("weight_v", w), weight_orig }
     }
 
-    /// The largest singular value estimate `σ`, after one power iteration when `train`.
+    /// The largest singular value estimate `σ`, after one power iteration when `train`; in
+    /// float32 whatever the precision of the layer it normalises.
     pub fn sigma(&self, train: bool) -> Tensor {
+        without_autocast(self.weight_orig.device(), || self.power_iteration(train))
+    }
+
+    fn power_iteration(&self, train: bool) -> Tensor {
         let out = self.weight_orig.size()[0];
         let w_mat = self.weight_orig.view([out, -1]);
         let (u, v) = if train {

@@ -17,14 +17,12 @@
 //! `[out, in]`, and the full model's first dense kernel with its inputs in NCHW order (TF
 //! flattens NHWC). [`crate::io::checkpoint`] converts a TF bundle into these.
 
-use super::layers::{conv, reflect};
+use super::layers::{conv, instance_norm, reflect};
 use super::norm::{layer_instance_norm, Variance};
 use super::GeneratorOutput;
+use crate::precision::full;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
-
-/// Added to the variances inside the square root (`ops.instance_norm` and the AdaLIN/ILN ops).
-const EPS: f64 = 1e-5;
 
 /// The official generator's shape: the reference generator's, plus the release's smoothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +96,8 @@ impl InstanceNorm {
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.instance_norm(Some(&self.gamma), Some(&self.beta), None::<&Tensor>, None::<&Tensor>, true, 0.1, EPS, false)
+        // Same eps (1e-5) as the PyTorch reference's affine-free instance norm.
+        per_channel(&self.beta).addcmul(&instance_norm(xs), &per_channel(&self.gamma))
     }
 }
 
@@ -269,6 +268,7 @@ impl TfGenerator {
         }
 
         let b = x.size()[0];
+        let x = full(&x);
         let gap = x.mean_dim(&[2i64, 3][..], false, Kind::Float);
         let gmp = x.amax(&[2i64, 3][..], false);
         let cam = |pooled: &Tensor| pooled.linear(&self.cam_kernel, Some(&self.cam_bias));
@@ -276,9 +276,14 @@ impl TfGenerator {
         // Both branches are scaled by the same weight, `kernel + bias`.
         let weighted = &x * (&self.cam_kernel + &self.cam_bias).view([1, -1, 1, 1]);
         let x = self.conv_1x1.forward(&Tensor::cat(&[&weighted, &weighted], 1)).relu();
-        let heatmap = x.sum_dim_intlist(1, true, None);
+        let heatmap = full(&x).sum_dim_intlist(1, true, None);
 
-        let h = if self.config.shape.light { x.mean_dim(&[2i64, 3][..], false, Kind::Float) } else { x.view([b, -1]) };
+        // `reshape`: a channels-last map is not viewable as [B, C·H·W] in NCHW order.
+        let h = if self.config.shape.light {
+            full(&x).mean_dim(&[2i64, 3][..], false, Kind::Float)
+        } else {
+            x.reshape([b, -1])
+        };
         let h = self.mlp[1].forward(&self.mlp[0].forward(&h).relu()).relu();
         let (gamma, beta) = (self.gamma.forward(&h).view([b, -1, 1, 1]), self.beta.forward(&h).view([b, -1, 1, 1]));
 
@@ -293,7 +298,7 @@ impl TfGenerator {
                 )
                 .relu();
         }
-        let image = self.g_logit.forward(&reflect(&x, 3)).tanh();
-        GeneratorOutput { image, cam_logit, heatmap }
+        let image = full(&self.g_logit.forward(&reflect(&x, 3)).tanh());
+        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap }
     }
 }

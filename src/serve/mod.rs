@@ -9,6 +9,7 @@
 pub mod api;
 pub mod engine;
 
+use crate::choice::Choice;
 use crate::io::checkpoint::Checkpoint;
 use crate::translate::Translator;
 use anyhow::{Context, Result};
@@ -45,6 +46,8 @@ pub fn model_facts(checkpoint: &Checkpoint, path: &Path, translator: &Translator
         "trained_step": step,
         "architecture": { "light": c.light, "ch": c.ngf, "n_res": c.n_res, "img_size": c.img_size },
         "directions": ["a2b", "b2a"],
+        "precision": translator.compute.precision.name(),
+        "channels_last": translator.compute.channels_last,
     })
 }
 

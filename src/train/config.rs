@@ -13,6 +13,7 @@ use super::losses::GanType;
 use super::step::LossWeights;
 use crate::choice::Choice;
 use crate::model::{discriminator, generator, ugatit};
+use crate::precision::{Compute, MemoryFormat, Precision};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,10 @@ macro_rules! train_settings {
                 tf32: bool = false, any;
                 /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible).
                 cudnn_benchmark: bool = false, any;
+                /// Arithmetic of convolutions, linear layers and matrix products: fp32 (the references'), bf16 (CPU or CUDA) or fp16 (CUDA); norms, losses and weights stay fp32.
+                precision: Precision = Precision::Fp32, any;
+                /// Activation layout: auto (channels-last on CPU, and on CUDA with bf16/fp16), channels-last or contiguous.
+                memory_format: MemoryFormat = MemoryFormat::Auto, any;
             }
             run {
                 /// Dataset folder with trainA/ trainB/ testA/ testB/.
@@ -309,6 +314,13 @@ impl TrainConfig {
     /// The `tf32` and `cudnn_benchmark` settings.
     pub fn cuda_settings(&self) -> crate::device::CudaSettings {
         crate::device::CudaSettings { tf32: self.tf32, cudnn_benchmark: self.cudnn_benchmark }
+    }
+
+    /// Starts the device settings: the CUDA switches, `device`, then `precision` and
+    /// `memory_format` resolved for it.
+    pub fn start_compute(&self) -> Result<Compute> {
+        let device = crate::device::start(&self.device, self.cuda_settings())?;
+        Compute::new(device, self.precision, self.memory_format)
     }
 
     pub fn architecture(&self) -> Architecture {

@@ -187,7 +187,8 @@ fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
 /// between steps.
 pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
     config.validate()?;
-    let device = crate::device::start(&config.device, config.cuda_settings())?;
+    let compute = config.start_compute()?;
+    let device = compute.device;
     if device == Device::Cpu {
         config.architecture().check_host_memory(true)?;
     }
@@ -230,7 +231,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
     tch::manual_seed(config.seed as i64);
     let nets = UGATIT::new(config.model_config()?, device);
     let adam = AdamConfig { weight_decay: config.weight_decay, ..AdamConfig::default() };
-    let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam);
+    let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam).computing(compute);
     match (start, &imported) {
         (Start::Resume(path), _) => drop(checkpoint::load(path, &mut trainer)?),
         (Start::Import(path), Some(imported)) => {

@@ -23,6 +23,7 @@ use super::losses::{
 };
 use super::optim::{Adam, AdamConfig};
 use crate::model::{Discriminator, GeneratorOutput, UGATIT};
+use crate::precision::Compute;
 use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
 
@@ -156,6 +157,8 @@ pub struct Trainer {
     pub opt_d: Adam,
     pub gan: GanType,
     pub weights: LossWeights,
+    /// Precision and layout of the step's arithmetic ([`Compute::reference`] unless set).
+    pub compute: Compute,
 }
 
 /// The patch and CAM terms of one discriminator's loss.
@@ -231,11 +234,23 @@ impl Trainer {
     pub fn new(nets: UGATIT, gan: GanType, weights: LossWeights, adam: AdamConfig) -> Self {
         let opt_g = Adam::new(nets.parameters("gen"), adam);
         let opt_d = Adam::new(nets.parameters("dis"), adam);
-        Self { nets, opt_g, opt_d, gan, weights }
+        let compute = Compute::reference(nets.vs.device());
+        Self { nets, opt_g, opt_d, gan, weights, compute }
+    }
+
+    /// The same trainer computing as `compute` says.
+    pub fn computing(self, compute: Compute) -> Self {
+        Self { compute, ..self }
     }
 
     /// Runs one iteration at learning rate `lr` on the batches `real_a`, `real_b`.
+    ///
+    /// In low precision the whole iteration, backward passes included, runs in one autocast
+    /// region: the backward's kernels follow the dtypes of the forward they differentiate, and
+    /// the optimisers' element-wise arithmetic is float32 either way.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> StepLosses {
+        let (real_a, real_b) = (&self.compute.input(real_a), &self.compute.input(real_b));
+        let _region = self.compute.region();
         // First translations, with the generators' graphs kept for the generator step.
         let a2b = self.nets.gen_a2b.forward(real_a);
         let b2a = self.nets.gen_b2a.forward(real_b);

@@ -1,0 +1,72 @@
+//! Measuring the training step: seconds per iteration on synthetic batches, the step's FLOPs
+//! counted from the layer shapes, and this machine's peak for the step's precision measured by a
+//! matrix product in the same process — what `ugatit bench` prints and BENCHMARKS.md records.
+
+use crate::model::flops::counting;
+use crate::precision::Precision;
+use crate::train::step::{PenaltyNoise, Trainer};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Waits for the device's queued work.
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Median seconds per iteration of `iters` steps after `warmup` untimed ones, on fresh uniform
+/// batches of `[batch, 3, size, size]` each step.
+pub fn time_steps(trainer: &mut Trainer, batch: i64, size: i64, warmup: u64, iters: u64) -> f64 {
+    let device = trainer.compute.device;
+    let draw = || Tensor::rand([batch, 3, size, size], (Kind::Float, device)) * 2.0 - 1.0;
+    let mut times = Vec::new();
+    for i in 0..warmup + iters {
+        let (a, b) = (draw(), draw());
+        let noise = PenaltyNoise::draw(trainer.gan, &a);
+        sync(device);
+        let t = Instant::now();
+        trainer.step(&a, &b, &noise, 1e-4);
+        sync(device);
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// FLOPs of one training step (without a gradient penalty), from one counted forward of each
+/// network: every generator runs three forwards (first translation, cycle, identity), each
+/// differentiated for its weights and inputs (backward ≈ 2× forward); every discriminator runs
+/// two forwards with a full backward in its own step and one with an input-only backward (≈ 1×)
+/// in the generator step.
+pub fn step_flops(trainer: &Trainer, batch: i64, size: i64) -> f64 {
+    let nets = &trainer.nets;
+    let xs = Tensor::zeros([batch, 3, size, size], (Kind::Float, trainer.compute.device));
+    let (_, g) = counting(|| tch::no_grad(|| nets.gen_a2b.forward(&xs)));
+    let g = g + nets.config.generator.mlp_flops(batch);
+    let (_, d_global) = counting(|| tch::no_grad(|| nets.dis_ga.forward_t(&xs, false)));
+    let (_, d_local) = counting(|| tch::no_grad(|| nets.dis_la.forward_t(&xs, false)));
+    2.0 * (3.0 * 3.0 * g) + 2.0 * (2.0 * 3.0 + 2.0) * (d_global + d_local)
+}
+
+/// The FLOP/s of an `n × n` matrix product in `precision` on `device` (median of five after a
+/// warm-up): the attainable peak the step's throughput is compared with.
+pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
+    let kind = precision.autocast_kind().unwrap_or(Kind::Float);
+    let n = if device.is_cuda() { 8192 } else { 2048 };
+    let (a, b) = (Tensor::randn([n, n], (kind, device)), Tensor::randn([n, n], (kind, device)));
+    let mut times = Vec::new();
+    for i in 0..6 {
+        sync(device);
+        let t = Instant::now();
+        let _ = a.matmul(&b);
+        sync(device);
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    2.0 * (n as f64).powi(3) / times[times.len() / 2]
+}

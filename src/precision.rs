@@ -1,0 +1,122 @@
+//! How the networks compute: the arithmetic precision (`--precision`) and the activations'
+//! memory layout (`--memory-format`), resolved for a device into a [`Compute`].
+//!
+//! Low precision is mixed precision, as `torch.autocast` defines it: convolutions, linear layers
+//! and matrix products run in bfloat16 or float16; the normalisations (instance norm, AdaLIN,
+//! ILN), the pools, the losses and the spectral norm's power iteration read float32 (the models
+//! cast where a low-precision activation enters them), and the weights, Adam's moments and the
+//! checkpoints stay float32.
+
+use crate::choice::Choice;
+use crate::shim::{self, Autocast};
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+/// Arithmetic of the convolutions, linear layers and matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// float32 throughout: the references' numbers.
+    Fp32,
+    /// bfloat16 (CPU with AVX-512 BF16 or AMX, and CUDA from Ampere on).
+    Bf16,
+    /// float16 (CUDA only).
+    Fp16,
+}
+
+impl Choice for Precision {
+    const ALL: &'static [Self] = &[Precision::Fp32, Precision::Bf16, Precision::Fp16];
+}
+
+impl Precision {
+    /// The low-precision dtype, `None` for float32.
+    pub fn autocast_kind(self) -> Option<Kind> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(Kind::BFloat16),
+            Precision::Fp16 => Some(Kind::Half),
+        }
+    }
+}
+
+/// Layout of the activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryFormat {
+    /// Channels-last on CPU (oneDNN's native layout) and with low precision on CUDA (tensor
+    /// cores'); NCHW for float32 on CUDA.
+    Auto,
+    /// NHWC strides.
+    ChannelsLast,
+    /// NCHW, as the references run.
+    Contiguous,
+}
+
+impl Choice for MemoryFormat {
+    const ALL: &'static [Self] = &[MemoryFormat::Auto, MemoryFormat::ChannelsLast, MemoryFormat::Contiguous];
+}
+
+/// The resolved way of computing on one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compute {
+    pub device: Device,
+    pub precision: Precision,
+    pub channels_last: bool,
+}
+
+impl Compute {
+    /// Resolves `format` for `device` and checks that `precision` runs there.
+    pub fn new(device: Device, precision: Precision, format: MemoryFormat) -> Result<Self> {
+        if precision == Precision::Fp16 && !device.is_cuda() {
+            bail!("--precision fp16 runs on CUDA only; on CPU use --precision bf16");
+        }
+        let channels_last = match format {
+            MemoryFormat::Auto => !device.is_cuda() || precision != Precision::Fp32,
+            MemoryFormat::ChannelsLast => true,
+            MemoryFormat::Contiguous => false,
+        };
+        Ok(Self { device, precision, channels_last })
+    }
+
+    /// float32 NCHW on `device`: the references' arithmetic and layout.
+    pub fn reference(device: Device) -> Self {
+        Self { device, precision: Precision::Fp32, channels_last: false }
+    }
+
+    /// The autocast region for this precision (`None` for float32); forwards run inside it.
+    ///
+    /// libtorch refuses autocast only for dtypes a device type cannot autocast to, which
+    /// [`Compute::new`] rules out; should it refuse anyway, the work runs in float32 (still
+    /// correct) after one warning.
+    pub fn region(&self) -> Option<Autocast> {
+        let kind = self.precision.autocast_kind()?;
+        Autocast::enter(self.device, kind).map_err(|e| warn_once(&format!("{e:#}; computing in fp32"))).ok()
+    }
+
+    /// An input batch in this layout (a layout only changes speed: where libtorch cannot give
+    /// it, the batch stays as it is, after one warning).
+    pub fn input(&self, xs: &Tensor) -> Tensor {
+        if !self.channels_last {
+            return xs.shallow_clone();
+        }
+        shim::channels_last(xs).unwrap_or_else(|e| {
+            warn_once(&format!("{e:#}; computing in NCHW"));
+            xs.shallow_clone()
+        })
+    }
+}
+
+fn warn_once(message: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| eprintln!("warning: {message}"));
+}
+
+/// `xs` in float32 (itself when it already is): where a low-precision activation enters a
+/// normalisation, a reduction or a loss.
+pub fn full(xs: &Tensor) -> Tensor {
+    if xs.kind() == Kind::Float {
+        xs.shallow_clone()
+    } else {
+        xs.to_kind(Kind::Float)
+    }
+}
