@@ -52,10 +52,12 @@ pub fn step_flops(trainer: &Trainer, batch: i64, size: i64) -> f64 {
 }
 
 /// The FLOP/s of an `n × n` matrix product in `precision` on `device` (median of five after a
-/// warm-up): the attainable peak the step's throughput is compared with.
+/// warm-up): the attainable peak the step's throughput is compared with. (On this project's AMD
+/// CPUs MKL's float32 GEMM reaches ~170 GFLOP/s where oneDNN's convolutions reach ~200–320:
+/// "peak" is what a plain GEMM attains, not the silicon's limit.)
 pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
     let kind = precision.autocast_kind().unwrap_or(Kind::Float);
-    let n = if device.is_cuda() { 8192 } else { 2048 };
+    let n = if device.is_cuda() { 8192 } else { 3072 };
     let (a, b) = (Tensor::randn([n, n], (kind, device)), Tensor::randn([n, n], (kind, device)));
     let mut times = Vec::new();
     for i in 0..6 {

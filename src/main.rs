@@ -28,6 +28,7 @@ fn default_sigpipe() {
 fn main() {
     default_sigpipe();
     ensure_passive_openmp();
+    ugatit::device::keep_freed_memory();
     let cli = ugatit::cli::Cli::parse();
     if let Err(err) = ugatit::cli::run(cli) {
         eprintln!("error: {err:#}");

@@ -39,12 +39,22 @@ impl Precision {
     }
 }
 
+/// What the networks are run for: [`MemoryFormat::Auto`] resolves differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Training steps (forward and backward).
+    Training,
+    /// Translation without gradients.
+    Inference,
+}
+
 /// Layout of the activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemoryFormat {
-    /// Channels-last on CPU (oneDNN's native layout) and with low precision on CUDA (tensor
-    /// cores'); NCHW for float32 on CUDA.
+    /// Where it wins: channels-last for translation on CPU (oneDNN's native layout; 1.1–1.2×
+    /// faster here) and with low precision on CUDA (tensor cores'); NCHW for training on CPU
+    /// (the channels-last backward measured 1.75× slower, BENCHMARKS.md) and float32 on CUDA.
     Auto,
     /// NHWC strides.
     ChannelsLast,
@@ -65,13 +75,14 @@ pub struct Compute {
 }
 
 impl Compute {
-    /// Resolves `format` for `device` and checks that `precision` runs there.
-    pub fn new(device: Device, precision: Precision, format: MemoryFormat) -> Result<Self> {
+    /// Resolves `format` for `device` and `workload`, and checks that `precision` runs there.
+    pub fn new(device: Device, precision: Precision, format: MemoryFormat, workload: Workload) -> Result<Self> {
         if precision == Precision::Fp16 && !device.is_cuda() {
             bail!("--precision fp16 runs on CUDA only; on CPU use --precision bf16");
         }
         let channels_last = match format {
-            MemoryFormat::Auto => !device.is_cuda() || precision != Precision::Fp32,
+            MemoryFormat::Auto if device.is_cuda() => precision != Precision::Fp32,
+            MemoryFormat::Auto => workload == Workload::Inference,
             MemoryFormat::ChannelsLast => true,
             MemoryFormat::Contiguous => false,
         };

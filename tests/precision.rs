@@ -11,7 +11,7 @@ mod common;
 use common::device;
 use tch::{Device, Kind, Tensor};
 use ugatit::model::{layers, ResnetGenerator, UGATIT};
-use ugatit::precision::{Compute, MemoryFormat, Precision};
+use ugatit::precision::{Compute, MemoryFormat, Precision, Workload};
 use ugatit::shim;
 use ugatit::train::config::TrainConfig;
 use ugatit::train::optim::AdamConfig;
@@ -36,7 +36,7 @@ fn conv_output_kind() -> Kind {
 
 #[test]
 fn autocast_regions_are_scoped() {
-    let bf16 = Compute::new(Device::Cpu, Precision::Bf16, MemoryFormat::Auto).unwrap();
+    let bf16 = Compute::new(Device::Cpu, Precision::Bf16, MemoryFormat::Auto, Workload::Inference).unwrap();
     assert_eq!(conv_output_kind(), Kind::Float);
     {
         let _outer = bf16.region().expect("a bf16 region");
@@ -51,16 +51,21 @@ fn autocast_regions_are_scoped() {
     }
     assert_eq!(shim::autocast_kind(Device::Cpu), None);
     assert_eq!(conv_output_kind(), Kind::Float);
-    let fp32 = Compute::new(Device::Cpu, Precision::Fp32, MemoryFormat::Auto).unwrap();
+    let fp32 = Compute::new(Device::Cpu, Precision::Fp32, MemoryFormat::Auto, Workload::Inference).unwrap();
     assert!(fp32.region().is_none(), "fp32 opens no region");
 }
 
 #[test]
-fn auto_layout_is_channels_last_on_cpu() {
+fn auto_layout_on_cpu_is_channels_last_for_translation_only() {
     for precision in [Precision::Fp32, Precision::Bf16] {
-        assert!(Compute::new(Device::Cpu, precision, MemoryFormat::Auto).unwrap().channels_last);
+        assert!(Compute::new(Device::Cpu, precision, MemoryFormat::Auto, Workload::Inference).unwrap().channels_last);
+        assert!(!Compute::new(Device::Cpu, precision, MemoryFormat::Auto, Workload::Training).unwrap().channels_last);
     }
-    assert!(!Compute::new(Device::Cpu, Precision::Fp32, MemoryFormat::Contiguous).unwrap().channels_last);
+    assert!(
+        !Compute::new(Device::Cpu, Precision::Fp32, MemoryFormat::Contiguous, Workload::Inference)
+            .unwrap()
+            .channels_last
+    );
     let xs = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
     let nhwc = shim::channels_last(&xs).unwrap();
     assert!(shim::is_channels_last(&nhwc) && !shim::is_channels_last(&xs));
@@ -76,7 +81,7 @@ fn channels_last_stays_through_the_generator_and_matches_nchw() {
     let g = ResnetGenerator::new(&vs.root(), config);
     let xs = Tensor::rand([2, 3, 32, 32], (Kind::Float, device())) * 2.0 - 1.0;
     let nchw = tch::no_grad(|| g.forward(&xs));
-    let cl = Compute::new(device(), Precision::Fp32, MemoryFormat::ChannelsLast).unwrap();
+    let cl = Compute::new(device(), Precision::Fp32, MemoryFormat::ChannelsLast, Workload::Inference).unwrap();
     let nhwc = tch::no_grad(|| g.forward(&cl.input(&xs)));
     assert!(shim::is_channels_last(&nhwc.image), "a layer returned NCHW: strides {:?}", nhwc.image.stride());
     let err = (&nhwc.image - &nchw.image).abs().max().double_value(&[]);
@@ -90,7 +95,7 @@ fn run_steps(init: &UGATIT, precision: Precision, steps: usize) -> Vec<Vec<f64>>
     let config = tiny();
     let mut nets = UGATIT::new(config.model_config().unwrap(), device());
     nets.vs.copy(&init.vs).unwrap();
-    let compute = Compute::new(device(), precision, MemoryFormat::Auto).unwrap();
+    let compute = Compute::new(device(), precision, MemoryFormat::Auto, Workload::Training).unwrap();
     let mut trainer =
         Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default()).computing(compute);
     (0..steps)
@@ -126,7 +131,7 @@ fn bf16_training_stays_close_to_fp32() {
 
 #[test]
 fn fp16_is_refused_on_cpu() {
-    let err = Compute::new(Device::Cpu, Precision::Fp16, MemoryFormat::Auto).unwrap_err();
+    let err = Compute::new(Device::Cpu, Precision::Fp16, MemoryFormat::Auto, Workload::Inference).unwrap_err();
     assert!(format!("{err:#}").contains("--precision bf16"), "{err:#}");
 }
 
@@ -141,7 +146,7 @@ fn fp16_translation_on_cuda() {
     let g = ResnetGenerator::new(&vs.root(), tiny().model_config().unwrap().generator);
     let xs = Tensor::rand([2, 3, 32, 32], (Kind::Float, device())) * 2.0 - 1.0;
     let fp32 = tch::no_grad(|| g.forward(&xs));
-    let fp16 = Compute::new(device(), Precision::Fp16, MemoryFormat::Auto).unwrap();
+    let fp16 = Compute::new(device(), Precision::Fp16, MemoryFormat::Auto, Workload::Inference).unwrap();
     let out = {
         let _region = fp16.region().expect("an fp16 region");
         tch::no_grad(|| g.forward(&fp16.input(&xs)))

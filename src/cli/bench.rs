@@ -42,7 +42,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     args.step.apply(&mut config);
     args.device.apply(&mut config);
     config.validate()?;
-    let compute = config.start_compute()?;
+    let compute = config.start_compute(crate::precision::Workload::Training)?;
     if compute.device == tch::Device::Cpu {
         config.architecture().check_host_memory(true)?;
     }

@@ -62,11 +62,12 @@ pub fn architecture(flags: &settings::arch::Flags) -> Result<crate::train::confi
     Ok(arch)
 }
 
-/// Starts the device flags: the CUDA settings, `--device`, `--precision`, `--memory-format`.
+/// Starts the device flags for translating: the CUDA settings, `--device`, `--precision`,
+/// `--memory-format`.
 pub fn start_compute(flags: &settings::device::Flags) -> Result<crate::precision::Compute> {
     let mut config = crate::train::config::TrainConfig::default();
     flags.apply(&mut config);
-    config.start_compute()
+    config.start_compute(crate::precision::Workload::Inference)
 }
 
 /// `<result-dir default>/<dataset name>`: where `test` and `eval` put their outputs by default.

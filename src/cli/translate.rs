@@ -59,6 +59,12 @@ struct Loaded {
     size: (u32, u32),
 }
 
+/// Decodes `job`'s input into the network's input at `side` px.
+fn load(job: Job, side: u32) -> Result<Loaded> {
+    let img = load_rgb8(&job.input)?;
+    Ok(Loaded { tensor: test_transform(&img, side)?, size: img.dimensions(), job })
+}
+
 /// The files `translate` writes for `job`, relative to `--out`.
 fn output_files(job: &Job, with_cam: bool) -> Vec<PathBuf> {
     let image = job.output.with_extension("png");
@@ -97,37 +103,47 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
         failures += 1;
         bar.suspend(|| eprintln!("error: {err:#}"));
     };
-    let mut batch: Vec<Loaded> = Vec::new();
-    let mut jobs = jobs.into_iter().peekable();
-    while jobs.peek().is_some() || !batch.is_empty() {
-        while batch.len() < args.batch_size as usize {
-            let Some(job) = jobs.next() else { break };
-            match load_rgb8(&job.input).and_then(|img| {
-                let size = img.dimensions();
-                Ok(Loaded { tensor: translator.prepare(&img)?, size, job })
-            }) {
-                Ok(loaded) => batch.push(loaded),
-                Err(err) => {
-                    report(&bar, err);
-                    bar.inc(1);
+    let batch_size = args.batch_size as usize;
+    std::thread::scope(|scope| {
+        // Decoding and resizing run on a worker thread, up to two batches ahead of the network.
+        let (send, loaded) = std::sync::mpsc::sync_channel(2 * batch_size);
+        scope.spawn(move || {
+            for job in jobs {
+                if send.send(load(job, side as u32)).is_err() {
+                    break;
                 }
             }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let xs =
-            Tensor::stack(&batch.iter().map(|l| l.tensor.shallow_clone()).collect::<Vec<_>>(), 0).to_device(device);
-        let out = translator.translate(&xs);
-        for (i, loaded) in batch.drain(..).enumerate() {
-            if let Err(err) =
-                write_result(&loaded, &out.image.get(i as i64), &out.heatmap.get(i as i64), &args, side as u32)
-            {
-                report(&bar, err.context(format!("writing the result of {}", loaded.job.input.display())));
+        });
+        let mut loaded = loaded.into_iter().peekable();
+        while loaded.peek().is_some() {
+            let mut batch: Vec<Loaded> = Vec::new();
+            for item in loaded.by_ref() {
+                match item {
+                    Ok(item) => batch.push(item),
+                    Err(err) => {
+                        report(&bar, err);
+                        bar.inc(1);
+                    }
+                }
+                if batch.len() == batch_size {
+                    break;
+                }
             }
-            bar.inc(1);
+            if batch.is_empty() {
+                continue;
+            }
+            let inputs: Vec<Tensor> = batch.iter().map(|l| l.tensor.shallow_clone()).collect();
+            let out = translator.translate(&Tensor::stack(&inputs, 0).to_device(device));
+            for (i, loaded) in batch.into_iter().enumerate() {
+                if let Err(err) =
+                    write_result(&loaded, &out.image.get(i as i64), &out.heatmap.get(i as i64), &args, side as u32)
+                {
+                    report(&bar, err.context(format!("writing the result of {}", loaded.job.input.display())));
+                }
+                bar.inc(1);
+            }
         }
-    }
+    });
     bar.finish();
     if failures > 0 {
         bail!("{failures} input(s) failed");

@@ -88,7 +88,7 @@ pub fn reflect(xs: &Tensor, p: i64) -> Tensor {
 /// and so would return every channels-last activation in NCHW.
 pub fn instance_norm(xs: &Tensor) -> Tensor {
     let xs = full(xs);
-    let (var, mean) = xs.var_mean_dim(&[2i64, 3][..], false, true);
+    let (var, mean) = super::norm::instance_moments(&xs, super::norm::Variance::Biased);
     let scale = (var + 1e-5).rsqrt();
     (-(mean * &scale)).addcmul(&xs, &scale)
 }

@@ -22,6 +22,27 @@ pub enum Variance {
     Biased,
 }
 
+/// Per-sample, per-channel variance and mean of `[B, C, H, W]` (`[B, C, 1, 1]` each), with the
+/// divisor `H·W − 1` for [`Variance::Unbiased`], else `H·W`.
+///
+/// Where the result will be differentiated, libtorch's one-pass `var_mean` (Welford with double
+/// accumulators, as `torch.var` computes the reference's): the parity of the gradient penalty's
+/// double backward with the reference, to 1e-4, depends on it. Without gradients, two passes
+/// (the mean, then the mean square deviation from it) of libtorch's vectorised sums: `var_mean`
+/// took 3.2–14 ms on one 256×64² or 64×256² map on this CPU where the two passes take
+/// 0.6–4.6 ms, in either layout, and was a quarter of a translation's time.
+pub fn instance_moments(xs: &Tensor, variance: Variance) -> (Tensor, Tensor) {
+    if xs.requires_grad() {
+        return xs.var_mean_dim(&[2i64, 3][..], variance == Variance::Unbiased, true);
+    }
+    let size = xs.size();
+    let hw = size[2] * size[3];
+    let k = if variance == Variance::Unbiased { 1 } else { 0 };
+    let mean = xs.mean_dim(&[2i64, 3][..], true, None);
+    let var = (xs - &mean).square().sum_dim_intlist(&[2i64, 3][..], true, None) / (hw - k) as f64;
+    (var, mean)
+}
+
 /// `ρ·IN(x) + (1−ρ)·LN(x)` as the per-sample, per-channel affine map `x·scale + shift` it is.
 ///
 /// One pass over `x` gives the instance statistics; the layer statistics follow from them
@@ -32,7 +53,7 @@ fn layer_instance_affine(xs: &Tensor, rho: &Tensor, variance: Variance) -> (Tens
     let size = xs.size();
     let (c, hw) = (size[1], size[2] * size[3]);
     let k = if variance == Variance::Unbiased { 1 } else { 0 };
-    let (in_var, in_mean) = xs.var_mean_dim(&[2i64, 3][..], variance == Variance::Unbiased, true);
+    let (in_var, in_mean) = instance_moments(xs, variance);
     let ln_mean = in_mean.mean_dim(1, true, None);
     let spread = &in_var * (hw - k) as f64 + (&in_mean - &ln_mean).square() * hw as f64;
     let ln_var = spread.sum_dim_intlist(1, true, None) / (c * hw - k) as f64;

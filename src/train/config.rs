@@ -13,7 +13,7 @@ use super::losses::GanType;
 use super::step::LossWeights;
 use crate::choice::Choice;
 use crate::model::{discriminator, generator, ugatit};
-use crate::precision::{Compute, MemoryFormat, Precision};
+use crate::precision::{Compute, MemoryFormat, Precision, Workload};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ macro_rules! train_settings {
                 cudnn_benchmark: bool = false, any;
                 /// Arithmetic of convolutions, linear layers and matrix products: fp32 (the references'), bf16 (CPU or CUDA) or fp16 (CUDA); norms, losses and weights stay fp32.
                 precision: Precision = Precision::Fp32, any;
-                /// Activation layout: auto (channels-last on CPU, and on CUDA with bf16/fp16), channels-last or contiguous.
+                /// Activation layout: auto (channels-last for translation on CPU and for bf16/fp16 on CUDA), channels-last or contiguous.
                 memory_format: MemoryFormat = MemoryFormat::Auto, any;
             }
             run {
@@ -317,10 +317,10 @@ impl TrainConfig {
     }
 
     /// Starts the device settings: the CUDA switches, `device`, then `precision` and
-    /// `memory_format` resolved for it.
-    pub fn start_compute(&self) -> Result<Compute> {
+    /// `memory_format` resolved for it and `workload`.
+    pub fn start_compute(&self, workload: Workload) -> Result<Compute> {
         let device = crate::device::start(&self.device, self.cuda_settings())?;
-        Compute::new(device, self.precision, self.memory_format)
+        Compute::new(device, self.precision, self.memory_format, workload)
     }
 
     pub fn architecture(&self) -> Architecture {

@@ -187,7 +187,7 @@ fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
 /// between steps.
 pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
     config.validate()?;
-    let compute = config.start_compute()?;
+    let compute = config.start_compute(crate::precision::Workload::Training)?;
     let device = compute.device;
     if device == Device::Cpu {
         config.architecture().check_host_memory(true)?;

@@ -15,8 +15,7 @@
 //!   applied in turn: one discriminator's graph and gradients are alive at a time;
 //! - the generator step never computes the discriminators' weight gradients, and runs its backward
 //!   in three passes that cut the graph at the first translations, so that four of the six
-//!   generator forwards' activations are alive at once instead of six;
-//! - between these phases the memory they freed goes back to the operating system.
+//!   generator forwards' activations are alive at once instead of six.
 
 use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
@@ -214,17 +213,6 @@ fn accumulate(sum: &mut [Tensor], more: Vec<Tensor>) {
     }
 }
 
-/// Returns the memory freed so far to the operating system. glibc keeps freed blocks in its heap,
-/// where the fragments that one phase of the step leaves held up to a fifth of the peak resident
-/// memory at 64 px; trimming between phases costs a few milliseconds.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// A detached copy of `t` that is a leaf of the graphs built on it.
 fn cut(t: &Tensor) -> Tensor {
     t.detach().set_requires_grad(true)
@@ -254,7 +242,6 @@ impl Trainer {
         // First translations, with the generators' graphs kept for the generator step.
         let a2b = self.nets.gen_a2b.forward(real_a);
         let b2a = self.nets.gen_b2a.forward(real_b);
-        release_freed_memory();
         let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise, lr);
         let g = self.generator_step(real_a, real_b, a2b, b2a, lr);
         self.nets.clip_rho();
@@ -333,7 +320,6 @@ impl Trainer {
                 Some(x) => gradient_penalty(gan, d, x),
                 None => Tensor::zeros([], (Kind::Float, real.device())),
             };
-            release_freed_memory();
             opt_d.minimize(name, &((terms.sum() + &gp) * weights.adv), lr);
             (terms.detach(), gp.detach())
         };
@@ -377,7 +363,6 @@ impl Trainer {
             + &cam_a2a * w.cam;
         let mut inputs = opt_g.parameters("genB2A.");
         inputs.extend([&fake_a2b, &fake_b2a]);
-        release_freed_memory();
         let mut grads_b2a = Tensor::run_backward(&[loss], &inputs, false, false);
         let grad_fake_b2a = grads_b2a.pop().expect("gradient of fake_b2a");
         let grad_fake_a2b = grads_b2a.pop().expect("gradient of fake_a2b");
@@ -394,7 +379,6 @@ impl Trainer {
             + carry(&a2b.image, &grad_fake_a2b);
         let mut inputs = opt_g.parameters("genA2B.");
         inputs.push(&fake_b2a);
-        release_freed_memory();
         let mut grads_a2b = Tensor::run_backward(&[loss], &inputs, false, false);
         let grad_fake_b2a = grad_fake_b2a + grads_a2b.pop().expect("gradient of fake_b2a");
         opt_g.update("genA2B.", grads_a2b, lr);
