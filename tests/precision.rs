@@ -130,9 +130,13 @@ fn bf16_training_stays_close_to_fp32() {
 }
 
 #[test]
-fn fp16_is_refused_on_cpu() {
+fn fp16_is_refused_on_cpu_and_for_training() {
     let err = Compute::new(Device::Cpu, Precision::Fp16, MemoryFormat::Auto, Workload::Inference).unwrap_err();
-    assert!(format!("{err:#}").contains("--precision bf16"), "{err:#}");
+    assert!(format!("{err:#}").contains("CUDA only"), "{err:#}");
+    let cuda = Device::Cuda(0);
+    let err = Compute::new(cuda, Precision::Fp16, MemoryFormat::Auto, Workload::Training).unwrap_err();
+    assert!(format!("{err:#}").contains("loss scaling"), "{err:#}");
+    assert!(Compute::new(cuda, Precision::Fp16, MemoryFormat::Auto, Workload::Inference).is_ok());
 }
 
 #[test]
