@@ -1,11 +1,13 @@
 // The project's C++ shim: the few libtorch calls that tch 0.24 does not bind (the autocast
-// dtype and memory formats), behind a minimal C API that `src/shim.rs` wraps safely.
+// dtype, memory formats, the operator profiler), behind a minimal C API that `src/shim.rs`
+// wraps safely.
 //
 // Tensors cross as tch's handles (`at::Tensor*`, torch-sys's `C_tensor`). No C++ exception
 // crosses the boundary: a failing call returns a heap-allocated message, freed by
 // `ugatit_free_message`, and null on success.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <cstring>
 #include <exception>
@@ -108,6 +110,26 @@ char* ugatit_channels_last(const at::Tensor* t, at::Tensor** out) {
 // Whether `t` is laid out channels-last (and is not also plain contiguous, as 1×1 maps are).
 bool ugatit_is_channels_last(const at::Tensor* t) {
   return t->dim() == 4 && t->is_contiguous(at::MemoryFormat::ChannelsLast) && !t->is_contiguous();
+}
+
+// Starts libtorch's operator profiler on this thread; `ugatit_profile_stop` writes every
+// operator's range, as a Chrome trace, to `path`.
+char* ugatit_profile_start(const char* path, void** handle) {
+  try {
+    *handle = new torch::autograd::profiler::RecordProfile(std::string(path));
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
+}
+
+char* ugatit_profile_stop(void* handle) {
+  try {
+    delete static_cast<torch::autograd::profiler::RecordProfile*>(handle);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return message(e);
+  }
 }
 
 }  // extern "C"

@@ -4,7 +4,11 @@
 
 use crate::model::flops::counting;
 use crate::precision::Precision;
+use crate::shim::Profile;
 use crate::train::step::{PenaltyNoise, Trainer};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -15,15 +19,21 @@ pub fn sync(device: Device) {
     }
 }
 
+fn random_batches(trainer: &Trainer, batch: i64, size: i64) -> (Tensor, Tensor, PenaltyNoise) {
+    let device = trainer.compute.device;
+    let draw = || Tensor::rand([batch, 3, size, size], (Kind::Float, device)) * 2.0 - 1.0;
+    let (a, b) = (draw(), draw());
+    let noise = PenaltyNoise::draw(trainer.gan, &a);
+    (a, b, noise)
+}
+
 /// Median seconds per iteration of `iters` steps after `warmup` untimed ones, on fresh uniform
 /// batches of `[batch, 3, size, size]` each step.
 pub fn time_steps(trainer: &mut Trainer, batch: i64, size: i64, warmup: u64, iters: u64) -> f64 {
     let device = trainer.compute.device;
-    let draw = || Tensor::rand([batch, 3, size, size], (Kind::Float, device)) * 2.0 - 1.0;
     let mut times = Vec::new();
     for i in 0..warmup + iters {
-        let (a, b) = (draw(), draw());
-        let noise = PenaltyNoise::draw(trainer.gan, &a);
+        let (a, b, noise) = random_batches(trainer, batch, size);
         sync(device);
         let t = Instant::now();
         trainer.step(&a, &b, &noise, 1e-4);
@@ -71,4 +81,67 @@ pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
     }
     times.sort_by(f64::total_cmp);
     2.0 * (n as f64).powi(3) / times[times.len() / 2]
+}
+
+/// One operator's share of a profiled step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    pub name: String,
+    pub calls: u64,
+    /// Seconds inside the operator but not inside the operators it called.
+    pub self_s: f64,
+}
+
+/// Runs one more step under libtorch's operator profiler, writes its Chrome trace to `trace`
+/// and returns every operator's self time, largest first.
+pub fn profile_step(trainer: &mut Trainer, batch: i64, size: i64, trace: &Path) -> Result<Vec<OpTime>> {
+    let (a, b, noise) = random_batches(trainer, batch, size);
+    let profile = Profile::start(trace)?;
+    trainer.step(&a, &b, &noise, 1e-4);
+    sync(trainer.compute.device);
+    profile.finish()?;
+    let text = std::fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
+    self_times(&text).with_context(|| format!("{}: not a Chrome trace of complete events", trace.display()))
+}
+
+/// Per-operator self times of a Chrome trace's complete (`"ph": "X"`) events, which nest by
+/// time on each thread.
+pub fn self_times(trace: &str) -> Result<Vec<OpTime>> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        name: String,
+        ph: String,
+        ts: f64,
+        #[serde(default)]
+        dur: f64,
+        #[serde(default)]
+        tid: serde_json::Value,
+    }
+    let events: Vec<Event> = serde_json::from_str(trace)?;
+    let mut by_thread: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.ph == "X") {
+        by_thread.entry(e.tid.to_string()).or_default().push(e);
+    }
+    let mut ops: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    for thread in by_thread.values_mut() {
+        // Parents first: earlier start, and the longer of two that start together.
+        thread.sort_by(|x, y| x.ts.total_cmp(&y.ts).then(y.dur.total_cmp(&x.dur)));
+        let mut open: Vec<(f64, &str)> = Vec::new(); // (end, name) of the enclosing events
+        for e in thread.iter() {
+            while open.last().is_some_and(|(end, _)| *end <= e.ts) {
+                open.pop();
+            }
+            if let Some((_, parent)) = open.last() {
+                ops.entry(parent).or_default().1 -= e.dur;
+            }
+            let op = ops.entry(&e.name).or_default();
+            op.0 += 1;
+            op.1 += e.dur;
+            open.push((e.ts + e.dur, &e.name));
+        }
+    }
+    let mut out: Vec<OpTime> =
+        ops.into_iter().map(|(name, (calls, us))| OpTime { name: name.to_string(), calls, self_s: us / 1e6 }).collect();
+    out.sort_by(|x, y| y.self_s.total_cmp(&x.self_s));
+    Ok(out)
 }

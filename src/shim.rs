@@ -1,5 +1,6 @@
 //! Safe wrappers over the project's C++ shim (`csrc/shim.cpp`, compiled by build.rs): the
-//! libtorch calls tch 0.24 does not bind — autocast with a chosen dtype, and memory formats.
+//! libtorch calls tch 0.24 does not bind — autocast with a chosen dtype, memory formats and the
+//! operator profiler.
 //!
 //! Every call that can fail returns the C++ exception's message as an error.
 
@@ -22,6 +23,8 @@ extern "C" {
     fn ugatit_autocast_dtype(device: c_int) -> c_int;
     fn ugatit_autocast_suspend(device: c_int, was_enabled: *mut bool) -> *mut c_char;
     fn ugatit_autocast_resume(device: c_int, was_enabled: bool) -> *mut c_char;
+    fn ugatit_profile_start(path: *const c_char, handle: *mut *mut std::ffi::c_void) -> *mut c_char;
+    fn ugatit_profile_stop(handle: *mut std::ffi::c_void) -> *mut c_char;
     fn ugatit_channels_last(t: *const CTensor, out: *mut *mut CTensor) -> *mut c_char;
     fn ugatit_is_channels_last(t: *const CTensor) -> bool;
 }
@@ -128,4 +131,45 @@ pub fn channels_last(t: &Tensor) -> Result<Tensor> {
 pub fn is_channels_last(t: &Tensor) -> bool {
     // SAFETY: `t` is a live tensor handle; the call only reads its sizes and strides.
     unsafe { ugatit_is_channels_last(t.as_ptr()) }
+}
+
+/// libtorch's operator profiler on this thread (the legacy `RecordProfile`): every operator's
+/// start and duration from [`Profile::start`] until [`Profile::finish`] (or drop), written to a
+/// Chrome trace file.
+#[must_use = "the profile is written when it finishes"]
+pub struct Profile {
+    handle: *mut std::ffi::c_void,
+}
+
+impl Profile {
+    pub fn start(path: &std::path::Path) -> Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: a valid C string and an out-pointer to a local.
+        check(unsafe { ugatit_profile_start(path.as_ptr(), &mut handle) }, "starting the profiler")?;
+        Ok(Self { handle })
+    }
+
+    /// Stops profiling and writes the trace.
+    pub fn finish(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let handle = std::mem::replace(&mut self.handle, std::ptr::null_mut());
+        if handle.is_null() {
+            return Ok(());
+        }
+        // SAFETY: `handle` came from ugatit_profile_start and is released exactly once.
+        check(unsafe { ugatit_profile_stop(handle) }, "writing the profile")
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("warning: {e:#}");
+        }
+    }
 }

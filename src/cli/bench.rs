@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Untimed iterations first.
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
+    /// After timing, profile one more step with libtorch's operator profiler: its Chrome trace
+    /// goes to this file (chrome://tracing, Perfetto) and the operators' self times are printed.
+    #[arg(long, value_name = "TRACE.json")]
+    pub profile: Option<std::path::PathBuf>,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
@@ -69,5 +73,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         config.precision.name(),
         peak / 1e9,
     );
+    if let Some(trace) = &args.profile {
+        print_profile(&bench::profile_step(&mut trainer, batch_size, img_size, trace)?, trace);
+    }
     Ok(())
+}
+
+fn print_profile(ops: &[bench::OpTime], trace: &std::path::Path) {
+    let total: f64 = ops.iter().map(|op| op.self_s).sum();
+    println!("profile of one step ({total:.3} s in operators; trace {}):", trace.display());
+    println!("{:>8} {:>6} {:>7}  operator", "self s", "%", "calls");
+    for op in ops.iter().take(25) {
+        println!("{:>8.3} {:>5.1}% {:>7}  {}", op.self_s, 100.0 * op.self_s / total, op.calls, op.name);
+    }
 }
