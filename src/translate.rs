@@ -153,6 +153,14 @@ impl Translator {
         Ok(Self { vs, generator, config, compute: Compute::reference(device) })
     }
 
+    /// Both generators of a checkpoint read from `path`, computing as `compute` says (see
+    /// [`Translator::from_checkpoint`] for `img_size`): `(genA2B, genB2A)`.
+    pub fn both(checkpoint: &Checkpoint, path: &Path, img_size: Option<i64>, compute: Compute) -> Result<(Self, Self)> {
+        let load =
+            |d| Self::from_checkpoint(checkpoint, path, d, img_size, compute.device).map(|t| t.computing(compute));
+        Ok((load(Direction::A2b)?, load(Direction::B2a)?))
+    }
+
     /// The same translator computing as `compute` says.
     pub fn computing(self, compute: Compute) -> Self {
         Self { compute, ..self }

@@ -3,7 +3,7 @@
 use super::settings;
 use crate::serve::engine::Batching;
 use crate::serve::{model_facts, serve, ServeConfig};
-use crate::translate::{Direction, Translator};
+use crate::translate::Translator;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,11 +48,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     let compute = super::start_compute(&args.device)?;
     let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
-    let load = |d| {
-        Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, compute.device)
-            .map(|t| t.computing(compute))
-    };
-    let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
+    let (a2b, b2a) = Translator::both(&checkpoint, &args.checkpoint, args.img_size, compute)?;
     let facts = model_facts(&checkpoint, &args.checkpoint, &a2b);
     drop(checkpoint);
     let config = ServeConfig {

@@ -174,11 +174,7 @@ pub struct TestArgs {
 pub fn run_test(args: TestArgs) -> Result<()> {
     let compute = super::start_compute(&args.device)?;
     let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
-    let load = |d| {
-        Translator::from_checkpoint(&checkpoint, &args.checkpoint, d, args.img_size, compute.device)
-            .map(|t| t.computing(compute))
-    };
-    let (a2b, b2a) = (load(Direction::A2b)?, load(Direction::B2a)?);
+    let (a2b, b2a) = Translator::both(&checkpoint, &args.checkpoint, args.img_size, compute)?;
     let side = a2b.config.img_size;
     let out = args.out.clone().unwrap_or_else(|| super::default_run_dir(&args.dataset).join("test"));
     let mut failures = 0usize;
