@@ -153,7 +153,7 @@ fn translate_first(mut args: EvalArgs) -> Result<EvalArgs> {
         img_size: args.img_size,
         keep_size: false,
         with_cam: false,
-        batch_size: 8,
+        batch_size: None,
         device: args.device.clone(),
     })?;
     args.fake = Some(fake);
