@@ -10,6 +10,7 @@
 use crate::choice::Choice;
 use crate::shim::{self, Autocast};
 use anyhow::{bail, Result};
+use std::sync::Once;
 use tch::{Device, Kind, Tensor};
 
 /// Arithmetic of the convolutions, linear layers and matrix products.
@@ -107,7 +108,8 @@ impl Compute {
     /// correct) after one warning.
     pub fn region(&self) -> Option<Autocast> {
         let kind = self.precision.autocast_kind()?;
-        Autocast::enter(self.device, kind).map_err(|e| warn_once(&format!("{e:#}; computing in fp32"))).ok()
+        static WARNED: Once = Once::new();
+        Autocast::enter(self.device, kind).map_err(|e| warn_once(&WARNED, &format!("{e:#}; computing in fp32"))).ok()
     }
 
     /// An input batch in this layout (a layout only changes speed: where libtorch cannot give
@@ -116,16 +118,17 @@ impl Compute {
         if !self.channels_last {
             return xs.shallow_clone();
         }
+        static WARNED: Once = Once::new();
         shim::channels_last(xs).unwrap_or_else(|e| {
-            warn_once(&format!("{e:#}; computing in NCHW"));
+            warn_once(&WARNED, &format!("{e:#}; computing in NCHW"));
             xs.shallow_clone()
         })
     }
 }
 
-fn warn_once(message: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| eprintln!("warning: {message}"));
+/// Prints `message` the first time its call site gets here.
+fn warn_once(site: &'static Once, message: &str) {
+    site.call_once(|| eprintln!("warning: {message}"));
 }
 
 /// `xs` in float32 (itself when it already is): where a low-precision activation enters a

@@ -4,6 +4,7 @@
 //! [`crate::model::generator::Config::mlp_flops`]).
 
 use std::cell::Cell;
+use tch::Tensor;
 
 thread_local! {
     static COUNT: Cell<Option<f64>> = const { Cell::new(None) };
@@ -21,10 +22,12 @@ pub fn counting<T>(f: impl FnOnce() -> T) -> (T, f64) {
 }
 
 /// Records one convolution of an `[B, C_in, H, W]` input with a `[C_out, C_in, k, k]` weight
-/// (no padding, as every U-GAT-IT convolution is: the models pad explicitly).
-pub fn record_conv(input: &[i64], weight: &[i64], stride: i64) {
+/// (no padding, as every U-GAT-IT convolution is: the models pad explicitly). Outside a
+/// [`counting`] scope it reads no shapes: every convolution of every step calls it.
+pub fn record_conv(input: &Tensor, weight: &Tensor, stride: i64) {
     COUNT.with(|count| {
-        if let (Some(total), [b, _, h, w], [c_out, c_in, kh, kw]) = (count.get(), input, weight) {
+        let Some(total) = count.get() else { return };
+        if let ([b, _, h, w], [c_out, c_in, kh, kw]) = (&input.size()[..], &weight.size()[..]) {
             let (h_out, w_out) = ((h - kh) / stride + 1, (w - kw) / stride + 1);
             let flops = 2.0 * (c_in * kh * kw) as f64 * (c_out * h_out * w_out * b) as f64;
             count.set(Some(total + flops));

@@ -26,7 +26,7 @@ pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) ->
         _ => t.shallow_clone(),
     };
     let (xs, weight, bias) = (cast(xs), cast(weight), bias.map(cast));
-    super::flops::record_conv(&xs.size(), &weight.size(), stride);
+    super::flops::record_conv(&xs, &weight, stride);
     xs.internal_convolution(
         &weight,
         bias.as_ref(),
