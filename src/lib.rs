@@ -10,6 +10,7 @@ pub mod choice;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod io;
 pub mod metrics;
 pub mod model;

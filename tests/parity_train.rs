@@ -84,8 +84,12 @@ fn case(rel: &str) {
             noise_b: it("noise_B"),
         };
         assert_eq!(noise.alpha_a.is_some(), gan.has_gradient_penalty(), "fixture alphas vs gan type");
-        let losses =
-            trainer.step(&it("real_A").unwrap(), &it("real_B").unwrap(), &noise, lr).values().unwrap().into_values();
+        let losses = trainer
+            .step(&it("real_A").unwrap(), &it("real_B").unwrap(), &noise, lr)
+            .unwrap()
+            .values()
+            .unwrap()
+            .into_values();
         for (name, value) in LOSS_NAMES.iter().zip(&losses) {
             let key = format!("iter{i}.loss.{name}");
             match fx.tensors.get(&key) {

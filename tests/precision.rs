@@ -103,7 +103,7 @@ fn run_steps(init: &UGATIT, precision: Precision, steps: usize) -> Vec<Vec<f64>>
             tch::manual_seed(100 + i as i64);
             let a = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device());
             let b = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device());
-            trainer.step(&a, &b, &PenaltyNoise::default(), 1e-4).values().unwrap().into_values()
+            trainer.step(&a, &b, &PenaltyNoise::default(), 1e-4).unwrap().values().unwrap().into_values()
         })
         .collect()
 }

@@ -1,10 +1,11 @@
 //! The command-line flags of the training settings, generated from
 //! [`crate::train_settings!`]: one group of flags per group of settings (`arch`, `step`, `device`,
-//! `run`), each a `Flags` struct that subcommands flatten. A flag's name, help text and default
+//! `dist`, `run`), each a `Flags` struct that subcommands flatten. A flag's name, help text and default
 //! (shown in `--help`) come from the setting's declaration; a flag left out is `None` and leaves
 //! the configuration as the defaults and the `--config` file made it.
 
 use crate::choice::Choice;
+use crate::distributed::DistBackend;
 use crate::precision::{MemoryFormat, Precision};
 use crate::train::config::TrainConfig;
 use crate::train::losses::GanType;
@@ -67,7 +68,7 @@ macro_rules! choice_flag_values {
     )*};
 }
 
-choice_flag_values!(GanType, Precision, MemoryFormat);
+choice_flag_values!(GanType, Precision, MemoryFormat, DistBackend);
 
 /// A parser of `T`'s names (listed in `--help`).
 pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {

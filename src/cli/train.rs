@@ -40,6 +40,8 @@ pub struct TrainArgs {
     pub arch: settings::arch::Flags,
     #[command(flatten)]
     pub device: settings::device::Flags,
+    #[command(flatten)]
+    pub dist: settings::dist::Flags,
 }
 
 impl TrainArgs {
@@ -49,6 +51,7 @@ impl TrainArgs {
         self.step.apply(config);
         self.arch.apply(config);
         self.device.apply(config);
+        self.dist.apply(config);
     }
 
     /// The configuration before the checkpoint is consulted: defaults (or the demo), the file, the flags.
@@ -115,6 +118,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Start::Fresh
     };
     catch_stop_signals()?;
+    if config.nproc_per_node > 1 && crate::distributed::World::from_env()?.is_none() {
+        let nproc = config.nproc_per_node as usize;
+        let code = crate::distributed::launch::launch(nproc, config.dist_timeout(), &INTERRUPT, &SIGNAL)?;
+        if code != 0 {
+            eprintln!("interrupted; continue with --resume");
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
     match run::train(&config, &start, Options { overwrite: args.overwrite }, &INTERRUPT)? {
         Outcome::Finished => Ok(()),
         Outcome::Interrupted(step) => {

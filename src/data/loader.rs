@@ -20,6 +20,12 @@
 //! pairing is the point of unpaired training). With `B = 1` (the reference default) nothing is
 //! dropped; torch's `DataLoader` would instead yield a short final batch.
 //!
+//! # Shards (data-parallel training)
+//!
+//! A plan [`sharded`](BatchPlan::sharded) into `R` parts draws the global batch of `B` samples as
+//! above and loads only part `r`'s `B / R` consecutive samples of it, so `R` ranks together train
+//! on exactly the batches one process with batch `B` trains on.
+//!
 //! # Threads
 //!
 //! With `workers = W > 0`, worker `w` builds steps `first + w, first + w + W, …` and hands
@@ -94,6 +100,8 @@ pub struct BatchPlan {
     batch_size: usize,
     img_size: u32,
     seed: u64,
+    /// The part of each batch this plan loads: `(index, count)`; `(0, 1)` is the whole batch.
+    shard: (usize, usize),
 }
 
 /// The permutation of the most recent epoch per domain, so consecutive steps don't redraw it.
@@ -120,7 +128,20 @@ impl BatchPlan {
                 bail!("domain {d} has {} training image(s), fewer than the batch size {batch_size}", files.len());
             }
         }
-        Ok(Self { a, b, batch_size, img_size, seed })
+        Ok(Self { a, b, batch_size, img_size, seed, shard: (0, 1) })
+    }
+
+    /// The same plan loading only part `index` of `count` equal parts of each batch.
+    pub fn sharded(self, index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count || !self.batch_size.is_multiple_of(count) {
+            bail!("a batch of {} cannot be split into {count} equal parts (part {index})", self.batch_size);
+        }
+        Ok(Self { shard: (index, count), ..self })
+    }
+
+    /// Samples per loaded batch: the batch size divided by the shard count.
+    pub fn local_batch_size(&self) -> usize {
+        self.batch_size / self.shard.1
     }
 
     /// The domain's files.
@@ -192,8 +213,9 @@ impl BatchPlan {
 
     fn load_domain(&self, d: Domain, step: u64, cache: &mut PermCache, stop: &AtomicBool) -> Result<Vec<f32>> {
         let side = self.img_size as usize;
-        let mut out = Vec::with_capacity(self.batch_size * 3 * side * side);
-        for draw in self.draws_cached(d, step, cache)? {
+        let local = self.local_batch_size();
+        let mut out = Vec::with_capacity(local * 3 * side * side);
+        for draw in self.draws_cached(d, step, cache)?.into_iter().skip(self.shard.0 * local).take(local) {
             if stop.load(Ordering::Relaxed) {
                 bail!("the loader is shutting down");
             }
@@ -212,11 +234,11 @@ impl BatchPlan {
 
     fn to_tensors(&self, (a, b): RawBatch) -> (Tensor, Tensor) {
         let s = i64::from(self.img_size);
-        let shape = [self.batch_size as i64, 3, s, s];
+        let shape = [self.local_batch_size() as i64, 3, s, s];
         (Tensor::from_slice(&a).view(shape), Tensor::from_slice(&b).view(shape))
     }
 
-    /// Step `step`'s `(A, B)` batches, `[B, 3, S, S]` float in [−1, 1] on the CPU, computed
+    /// Step `step`'s `(A, B)` batches (this shard's part), `[B, 3, S, S]` float in [−1, 1] on the CPU, computed
     /// synchronously (what the loader's workers compute).
     pub fn load(&self, step: u64) -> Result<(Tensor, Tensor)> {
         let raw = self.load_raw(step, &mut PermCache::default(), &AtomicBool::new(false))?;
@@ -250,10 +272,15 @@ impl UnpairedLoader {
         first_step: u64,
         workers: usize,
     ) -> Result<Self> {
+        Self::with_plan(BatchPlan::new(a, b, batch_size, img_size, seed)?, first_step, workers)
+    }
+
+    /// A loader of `plan`'s batches (see [`UnpairedLoader::new`]).
+    pub fn with_plan(plan: BatchPlan, first_step: u64, workers: usize) -> Result<Self> {
         if first_step == 0 {
             bail!("training steps are numbered from 1");
         }
-        let plan = Arc::new(BatchPlan::new(a, b, batch_size, img_size, seed)?);
+        let plan = Arc::new(plan);
         let stop = Arc::new(AtomicBool::new(false));
         let mut loader = Self {
             plan,

@@ -1,6 +1,6 @@
 //! Training checkpoints: one safetensors file holding the six networks (spectral-norm `u`/`v`
 //! included) under their reference names, both optimisers' state, the step, the seed and the
-//! run's configuration. The data order and every random draw are functions of (seed, step), so
+//! run's configuration and how many ranks trained it. The data order and every random draw are functions of (seed, step), so
 //! these determine the rest of the run: a resumed run continues bit for bit.
 //!
 //! Files are written atomically (temporary file, fsync, rename), so a run killed at any moment
@@ -27,6 +27,7 @@ pub fn save(path: &Path, trainer: &Trainer, step: i64, config: &TrainConfig) -> 
         ("optimG_step".to_string(), trainer.opt_g.step.to_string()),
         ("optimD_step".to_string(), trainer.opt_d.step.to_string()),
         ("config".to_string(), config.to_toml()),
+        ("world_size".to_string(), trainer.dist.as_ref().map_or(1, |d| d.size()).to_string()),
     ]);
     st::write(path, &tensors, &metadata)
 }
@@ -35,6 +36,9 @@ pub fn save(path: &Path, trainer: &Trainer, step: i64, config: &TrainConfig) -> 
 pub struct CheckpointInfo {
     pub step: i64,
     pub config: TrainConfig,
+    /// The ranks that trained it (1 for a single process, and for checkpoints from before
+    /// distributed training existed).
+    pub world_size: i64,
 }
 
 fn meta_i64(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<i64> {
@@ -54,7 +58,8 @@ fn parse_info(meta: &BTreeMap<String, String>, path: &Path) -> Result<Checkpoint
     }
     let config = toml::from_str(meta.get("config").map(String::as_str).unwrap_or_default())
         .with_context(|| format!("{}: checkpoint holds an invalid configuration", path.display()))?;
-    Ok(CheckpointInfo { step: meta_i64(meta, "step", path)?, config })
+    let world_size = if meta.contains_key("world_size") { meta_i64(meta, "world_size", path)? } else { 1 };
+    Ok(CheckpointInfo { step: meta_i64(meta, "step", path)?, config, world_size })
 }
 
 /// Restores networks and optimisers from `path` into `trainer`; returns the completed step.

@@ -12,6 +12,7 @@
 use super::losses::GanType;
 use super::step::LossWeights;
 use crate::choice::Choice;
+use crate::distributed::DistBackend;
 use crate::model::{discriminator, generator, ugatit};
 use crate::precision::{Compute, MemoryFormat, Precision, Workload};
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 /// The settings of a training run, in groups: `arch` (the networks' shapes; also `summary` and
 /// `bench`), `step` (what one iteration computes; also `bench`), `device` (where it runs; every
-/// subcommand that computes) and `run` (the rest of `train`). Each entry is
+/// subcommand that computes), `dist` (how many ranks train together; `train`) and `run` (the rest
+/// of `train`). Each entry is
 /// `/// help` `name: Type = default, check;` with `check` a function of [`checks`].
 ///
 /// It hands the list to the macro named by its argument (the callback pattern), which is how both
@@ -58,6 +60,14 @@ macro_rules! train_settings {
                 precision: Precision = Precision::Fp32, any;
                 /// Activation layout: auto (channels-last for translation on CPU and for bf16/fp16 on CUDA), channels-last or contiguous.
                 memory_format: MemoryFormat = MemoryFormat::Auto, any;
+            }
+            dist {
+                /// Start this many local training processes (ranks) over c10d and wait for them (torchrun's flag); under torchrun or srun, which set RANK, it is ignored.
+                nproc_per_node: i64 = 1, at_least_one;
+                /// Collectives' library: auto (nccl for CUDA ranks, gloo for CPU ranks), gloo or nccl.
+                dist_backend: DistBackend = DistBackend::Auto, any;
+                /// Seconds the ranks wait for each other at the rendezvous and in each collective before the job stops.
+                dist_timeout: f64 = 60.0, positive;
             }
             run {
                 /// Dataset folder with trainA/ trainB/ testA/ testB/.
@@ -164,6 +174,14 @@ pub mod checks {
     pub fn non_negative(key: &str, value: &f64) -> Result<()> {
         if !value.is_finite() || *value < 0.0 {
             bail!("{} must be a finite number of at least 0 (got {value})", flag_name(key));
+        }
+        Ok(())
+    }
+
+    /// A finite number above 0 (a duration in seconds).
+    pub fn positive(key: &str, value: &f64) -> Result<()> {
+        if !value.is_finite() || *value <= 0.0 {
+            bail!("{} must be a finite number above 0 (got {value})", flag_name(key));
         }
         Ok(())
     }
@@ -321,6 +339,11 @@ impl TrainConfig {
     pub fn start_compute(&self, workload: Workload) -> Result<Compute> {
         let device = crate::device::start(&self.device, self.cuda_settings())?;
         Compute::new(device, self.precision, self.memory_format, workload)
+    }
+
+    /// `dist_timeout` as a duration.
+    pub fn dist_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.dist_timeout)
     }
 
     pub fn architecture(&self) -> Architecture {

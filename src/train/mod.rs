@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod log;
 pub mod losses;
 pub mod optim;
+pub mod outputs;
 pub mod run;
 pub mod run_dir;
 pub mod step;

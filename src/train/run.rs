@@ -4,31 +4,32 @@
 //! Before anything is written the configuration and the whole dataset are checked and the
 //! folder's lock is taken; a new run refuses a folder that holds another run unless told to
 //! replace it; non-finite losses stop the run before they reach a checkpoint.
+//!
+//! Under torchrun's variables the process is one rank of a data-parallel job
+//! ([`crate::distributed`]): it joins the others, checks that they were given the same settings,
+//! takes rank 0's weights, trains on its slice of each global batch, and leaves every file to
+//! rank 0. The ranks agree after each step whether any was asked to stop, so all stop after the
+//! same step, with one checkpoint.
 
 use super::checkpoint;
 use super::config::TrainConfig;
-use super::evaluate::{plain_mean, Evaluator, COLUMNS};
-use super::log::LossLog;
+use super::evaluate::Evaluator;
 use super::optim::{learning_rate, AdamConfig};
+use super::outputs::{writes_at, Outputs};
 use super::run_dir::{RunLock, RunPaths};
 use super::step::{LossTerms, PenaltyNoise, Trainer};
-use crate::data::augment::test_transform;
 use crate::data::dataset::Dataset;
-use crate::data::loader::UnpairedLoader;
+use crate::data::loader::{BatchPlan, UnpairedLoader};
 use crate::data::rng::mix64;
-use crate::io::image::load_rgb8;
+use crate::distributed::{Distributed, World, WRITE_TIMEOUT};
 use crate::model::UGATIT;
-use crate::observe::tensorboard::{EventWriter, Value};
-use crate::pictures::{png_bytes, render_grid, sample_columns, save_png};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::{Device, Tensor};
-
-/// Images per domain and split shown in the sample grids (the reference's 5 train + 5 test).
-const SAMPLES_PER_SPLIT: usize = 5;
+use tch::Device;
 
 /// Where a run's state comes from.
 #[derive(Debug, Clone)]
@@ -60,51 +61,6 @@ pub enum Outcome {
     Finished,
     /// Stopped by SIGINT/SIGTERM after saving the latest checkpoint at this step.
     Interrupted(i64),
-}
-
-/// A batch of fixed images for the sample grids, `[N, 3, S, S]` on the training device.
-fn sample_batch(paths: &[PathBuf], img_size: i64, device: Device) -> Result<Tensor> {
-    let tensors = paths
-        .iter()
-        .take(SAMPLES_PER_SPLIT)
-        .map(|p| test_transform(&load_rgb8(p)?, img_size as u32))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::stack(&tensors, 0).to_device(device))
-}
-
-/// Fixed sample images: the first train and test images of each domain (test transform).
-struct Samples {
-    a: Tensor,
-    b: Tensor,
-}
-
-impl Samples {
-    fn new(data: &Dataset, img_size: i64, device: Device) -> Result<Self> {
-        let a = Tensor::cat(
-            &[sample_batch(&data.train_a, img_size, device)?, sample_batch(&data.test_a, img_size, device)?],
-            0,
-        );
-        let b = Tensor::cat(
-            &[sample_batch(&data.train_b, img_size, device)?, sample_batch(&data.test_b, img_size, device)?],
-            0,
-        );
-        Ok(Self { a, b })
-    }
-
-    /// Writes the grids of `step` into `dir` and returns them as TensorBoard images.
-    fn write(&self, nets: &UGATIT, dir: &Path, step: i64, tile: u32) -> Result<Vec<(&'static str, Value)>> {
-        let mut images = Vec::new();
-        for (tag, real, forward, backward) in
-            [("A2B", &self.a, &nets.gen_a2b, &nets.gen_b2a), ("B2A", &self.b, &nets.gen_b2a, &nets.gen_a2b)]
-        {
-            let grid = render_grid(&sample_columns(real, forward, backward), tile)?;
-            save_png(&grid, &dir.join(format!("{tag}_{step:07}.png")))?;
-            let (width, height) = grid.dimensions();
-            let name = if tag == "A2B" { "samples/A2B" } else { "samples/B2A" };
-            images.push((name, Value::Image { png: png_bytes(&grid)?, width, height }));
-        }
-        Ok(images)
-    }
 }
 
 /// A per-step seed for libtorch's generator (gradient-penalty draws), so resumed runs draw alike.
@@ -183,10 +139,76 @@ fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
     Ok(checkpoint)
 }
 
+/// The rank's configuration: a CUDA run puts each rank on `cuda:LOCAL_RANK`.
+fn for_rank(config: &TrainConfig, world: Option<&World>) -> Result<TrainConfig> {
+    let mut config = config.clone();
+    if let Some(world) = world {
+        if crate::device::parse(&config.device)?.is_cuda() {
+            config.device = format!("cuda:{}", world.local_rank);
+        }
+    }
+    Ok(config)
+}
+
+/// The settings every rank must share: all but where each runs.
+fn shared_settings(config: &TrainConfig) -> String {
+    TrainConfig { device: String::new(), ..config.clone() }.to_toml()
+}
+
+/// `key rank0 vs this` for each TOML line that differs.
+fn setting_differences(first: &str, mine: &str) -> String {
+    let lines = |text: &str| text.lines().map(str::to_owned).collect::<std::collections::BTreeSet<_>>();
+    let (a, b) = (lines(first), lines(mine));
+    let differ: Vec<String> = b.difference(&a).cloned().collect();
+    let theirs: Vec<String> = a.difference(&b).cloned().collect();
+    format!("this rank has {} where rank 0 has {}", differ.join(", "), theirs.join(", "))
+}
+
+/// Joins the job this process is a rank of, if any, and checks that every rank has the same
+/// settings and starting step.
+fn join(world: Option<World>, config: &TrainConfig, device: Device, done: i64) -> Result<Option<Rc<Distributed>>> {
+    let Some(world) = world else { return Ok(None) };
+    if device == Device::Cpu {
+        tch::set_num_threads(world.cpu_threads());
+    }
+    let dist = Distributed::join(world, config.dist_backend, device, config.dist_timeout())?;
+    dist.check_same("settings", &shared_settings(config), setting_differences)?;
+    dist.check_same("starting step", &done.to_string(), |a, b| format!("step {b} where rank 0 starts after step {a}"))?;
+    if dist.writes() {
+        eprintln!(
+            "{} ranks joined ({} per machine); global batch {} = {} ranks x --batch-size {}",
+            dist.size(),
+            dist.world.local_size,
+            dist.size() as i64 * config.batch_size,
+            dist.size(),
+            config.batch_size
+        );
+    }
+    Ok(Some(Rc::new(dist)))
+}
+
+/// Refuses to resume a checkpoint of a different number of ranks: the global batch (ranks ×
+/// `--batch-size`) decides the data order, so it must stay the same.
+fn check_world_size(start: &Start, ranks: usize) -> Result<()> {
+    let Start::Resume(path) = start else { return Ok(()) };
+    let saved = checkpoint::info(path)?.world_size;
+    if saved != ranks as i64 {
+        bail!(
+            "{} was written by a run of {saved} rank(s); resume it with {saved} (--nproc-per-node {saved} or torchrun's), because the global batch (ranks x --batch-size) decides the data order",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs (or with [`Start::Resume`], continues) training as `config` says; `interrupt` is polled
 /// between steps.
 pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &AtomicBool) -> Result<Outcome> {
     config.validate()?;
+    let world = World::from_env()?;
+    let config = &for_rank(config, world.as_ref())?;
+    let (rank, ranks) = world.as_ref().map_or((0, 1), |w| (w.rank, w.size));
+    let writer = rank == 0;
     let compute = config.start_compute(crate::precision::Workload::Training)?;
     let device = compute.device;
     if device == Device::Cpu {
@@ -198,6 +220,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         _ => None,
     };
     let done = starting_step(start)?;
+    check_world_size(start, ranks)?;
     if done > config.iteration {
         bail!(
             "the checkpoint is at step {done}, past --iteration {}: give --iteration {} or more to train further",
@@ -210,28 +233,32 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         eprintln!("{}: already at step {done} of {}; nothing to do", paths.dir.display(), config.iteration);
         return Ok(Outcome::Finished);
     }
-    let evaluator = (config.eval_freq > 0)
+    let dist = join(world, config, device, done)?;
+    let evaluator = (writer && config.eval_freq > 0)
         .then(|| {
             let size = config.img_size as u32;
             Evaluator::new(&report.dataset.test_a, &report.dataset.test_b, config.eval_limit as usize, size, device)
         })
         .transpose()?;
-    let _lock = RunLock::acquire(&paths.dir)?;
-    claim_folder(&paths, start, options)?;
-    let stale = paths.remove_stale_temp_files()?;
-    if stale > 0 {
-        eprintln!("removed {stale} temporary file(s) left by an interrupted save");
-    }
-    paths.create()?;
-    for bad in &report.skipped {
-        eprintln!("skipping {bad}");
+    let _lock = if writer { Some(RunLock::acquire(&paths.dir)?) } else { None };
+    if writer {
+        claim_folder(&paths, start, options)?;
+        let stale = paths.remove_stale_temp_files()?;
+        if stale > 0 {
+            eprintln!("removed {stale} temporary file(s) left by an interrupted save");
+        }
+        paths.create()?;
+        for bad in &report.skipped {
+            eprintln!("skipping {bad}");
+        }
     }
     let data = report.dataset;
 
     tch::manual_seed(config.seed as i64);
     let nets = UGATIT::new(config.model_config()?, device);
     let adam = AdamConfig { weight_decay: config.weight_decay, ..AdamConfig::default() };
-    let mut trainer = Trainer::new(nets, config.gan_type, config.loss_weights(), adam).computing(compute);
+    let mut trainer =
+        Trainer::new(nets, config.gan_type, config.loss_weights(), adam).computing(compute).distributed(dist.clone());
     match (start, &imported) {
         (Start::Resume(path), _) => drop(checkpoint::load(path, &mut trainer)?),
         (Start::Import(path), Some(imported)) => {
@@ -239,114 +266,100 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         }
         _ => {}
     }
-    crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
-    announce(config, done, &paths);
-
-    let mut evaluator = match evaluator {
-        Some(mut e) => {
-            let best = e.open_log(&paths.dir, done)?;
-            Some((e, best))
-        }
-        None => None,
+    if let Some(dist) = &dist {
+        dist.broadcast_variables(&trainer.nets.vs)?;
+    }
+    let mut outputs = if writer {
+        crate::io::atomic::write_atomic(&paths.dir.join("config.toml"), config.to_toml().as_bytes())?;
+        announce(config, done, &paths);
+        Some(Outputs::open(paths, &data, evaluator, config, done, device)?)
+    } else {
+        None
     };
-    let mut log = LossLog::open(&paths.csv(), done)?;
-    let mut board = EventWriter::create(&paths.dir.join("tb"))?;
-    let samples = Samples::new(&data, config.img_size, device)?;
     let workers = 2;
-    let mut loader = UnpairedLoader::new(
-        data.train_a.clone(),
-        data.train_b.clone(),
-        config.batch_size as usize,
-        config.img_size as u32,
-        config.seed,
-        (done + 1) as u64,
-        workers,
-    )?;
-    let bar = progress_bar(done + 1, config.iteration);
+    let global = config.batch_size as usize * ranks;
+    let plan = BatchPlan::new(data.train_a.clone(), data.train_b.clone(), global, config.img_size as u32, config.seed)?
+        .sharded(rank, ranks)?;
+    let mut loader = UnpairedLoader::with_plan(plan, (done + 1) as u64, workers)?;
+    let bar = if writer { progress_bar(done + 1, config.iteration) } else { ProgressBar::hidden() };
     let started = Instant::now();
-    let mut saved = (done, if done > 0 { Some(paths.latest()) } else { None });
     let mut last_losses = (f64::NAN, f64::NAN);
-    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let say = |line: String| {
+        if !writer {
+        } else if bar.is_hidden() {
+            eprintln!("{line}")
+        } else {
+            bar.println(line)
+        }
+    };
     for step in done + 1..=config.iteration {
+        if let Some(dist) = &dist {
+            dist.starting(step);
+        }
         let (real_a, real_b) = loader.next()?;
         let (real_a, real_b) = (real_a.to_device(device), real_b.to_device(device));
         let lr = learning_rate(config.lr, step, config.iteration, config.decay_flag);
         tch::manual_seed(step_seed(config.seed, step));
-        let noise = PenaltyNoise::draw(config.gan_type, &real_a);
-        let losses = trainer.step(&real_a, &real_b, &noise, lr).values()?;
+        let noise = PenaltyNoise::draw_part(config.gan_type, &real_a, rank, ranks);
+        let losses = trainer.step(&real_a, &real_b, &noise, lr)?.values()?;
         let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
         last_losses = (d_loss, g_loss);
         let named: Vec<(&'static str, f64)> =
             LossTerms::<f64>::NAMES.iter().copied().zip(losses.into_values()).collect();
-        log.push(step, lr, named.iter().map(|(_, v)| *v).collect())?;
-        let mut scalars: Vec<(&str, Value)> = vec![("lr", Value::Scalar(lr as f32))];
-        scalars.extend(named.iter().map(|(name, v)| (*name, Value::Scalar(*v as f32))));
-        board.write(step, &scalars)?;
+        if let Some(outputs) = outputs.as_mut() {
+            outputs.record(step, lr, &named)?;
+        }
         if let Some((name, value)) = named.iter().find(|(_, v)| !v.is_finite()) {
-            log.flush()?;
             bar.abandon();
-            let kept = match &saved.1 {
-                Some(path) => format!("the last checkpoint, {} (step {}), is untouched", path.display(), saved.0),
-                None => "no checkpoint was written".to_string(),
+            let kept = match outputs.as_mut() {
+                Some(outputs) => format!("{}; losses.csv has every term up to this step", outputs.kept()?),
+                None => "rank 0 keeps the last checkpoint".to_string(),
             };
-            bail!(
-                "step {step}: the loss term {name} is {value}; training diverged and was stopped ({kept}; losses.csv has every term up to this step)"
-            );
+            bail!("step {step}: the loss term {name} is {value}; training diverged and was stopped ({kept})");
         }
         bar.set_position(step as u64);
         bar.set_message(format!("d_loss {d_loss:.5} g_loss {g_loss:.5}"));
 
-        let last = step == config.iteration;
-        if step % config.print_freq == 0 || last {
+        let interrupted = match &dist {
+            Some(dist) => dist.any(interrupt.load(Ordering::SeqCst), dist.timeout, "agreeing whether to stop")?,
+            None => interrupt.load(Ordering::SeqCst),
+        };
+        if step % config.print_freq == 0 || step == config.iteration {
             let elapsed = started.elapsed().as_secs_f64();
             say(format!(
                 "[{step:>5}/{:>5}] time: {elapsed:.4} d_loss: {d_loss:.8}, g_loss: {g_loss:.8}",
                 config.iteration
             ));
-            let grids = samples.write(&trainer.nets, &paths.dir.join("img"), step, config.img_size as u32)?;
-            board.write(step, &grids)?;
-            board.flush()?;
-            log.flush()?;
-            log.plot(&paths.dir.join("losses.png"))?;
         }
-        if step % config.save_freq == 0 {
-            checkpoint::save(&paths.numbered(step), &trainer, step, config)?;
+        if let Some(outputs) = outputs.as_mut() {
+            outputs.after_step(step, &trainer, config, interrupted, &say)?;
         }
-        if let Some((evaluator, best)) = evaluator.as_mut().filter(|_| step % config.eval_freq.max(1) == 0 || last) {
-            let row = evaluator.evaluate(&trainer.nets, step)?;
-            let kids: Vec<(&str, Value)> =
-                COLUMNS.iter().zip(&row).map(|(n, v)| (*n, Value::Scalar(*v as f32))).collect();
-            board.write(step, &kids)?;
-            let score = plain_mean(&row);
-            say(format!("[{step:>5}/{:>5}] KID x100 A2B {:.4}, B2A {:.4}", config.iteration, row[0], row[2]));
-            if best.is_none_or(|b| score < b) {
-                *best = Some(score);
-                checkpoint::save(&paths.dir.join("model").join("best.safetensors"), &trainer, step, config)?;
-            }
-        }
-        let interrupted = interrupt.load(Ordering::SeqCst);
-        if step % config.save_latest_freq == 0 || last || interrupted {
-            log.flush()?;
-            checkpoint::save(&paths.latest(), &trainer, step, config)?;
-            saved = (step, Some(paths.latest()));
+        if let Some(dist) = dist.as_ref().filter(|_| writes_at(config, step, interrupted)) {
+            // The others wait while rank 0 writes, then all check they still hold one model.
+            dist.any(false, WRITE_TIMEOUT + dist.timeout, "waiting for rank 0's files")?;
+            dist.check_identical(&trainer.nets.vs, step)?;
         }
         if interrupted {
-            bar.abandon_with_message(format!("interrupted at step {step}; saved {}", paths.latest().display()));
+            let latest = RunPaths::new(config).latest();
+            bar.abandon_with_message(format!("interrupted at step {step}; saved {}", latest.display()));
             return Ok(Outcome::Interrupted(step));
         }
     }
-    log.flush()?;
-    board.flush()?;
+    if let Some(outputs) = outputs.as_mut() {
+        outputs.finish()?;
+    }
     bar.finish();
-    eprintln!(
-        "finished step {} ({} steps in {:.1} s): d_loss {:.5}, g_loss {:.5}; checkpoint {}, every loss in {}",
-        config.iteration,
-        config.iteration - done,
-        started.elapsed().as_secs_f64(),
-        last_losses.0,
-        last_losses.1,
-        paths.latest().display(),
-        paths.csv().display()
-    );
+    if writer {
+        eprintln!(
+            "finished step {} ({} steps in {:.1} s): d_loss {:.5}, g_loss {:.5}; checkpoint {}, every loss in {}",
+            config.iteration,
+            config.iteration - done,
+            started.elapsed().as_secs_f64(),
+            last_losses.0,
+            last_losses.1,
+            RunPaths::new(config).latest().display(),
+            RunPaths::new(config).csv().display()
+        );
+    }
     Ok(Outcome::Finished)
 }

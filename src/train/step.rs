@@ -21,9 +21,12 @@ use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
 };
 use super::optim::{Adam, AdamConfig};
+use crate::distributed::reduce::Reduction;
+use crate::distributed::Distributed;
 use crate::model::{Discriminator, GeneratorOutput, UGATIT};
 use crate::precision::Compute;
 use anyhow::{Context, Result};
+use std::rc::Rc;
 use tch::{Kind, Tensor};
 
 /// Weights of the loss terms (the paper's λ: 1, 10, 10, 1000).
@@ -54,13 +57,24 @@ pub struct PenaltyNoise {
 impl PenaltyNoise {
     /// Draws what `gan` needs for batches shaped like `real` from libtorch's generator.
     pub fn draw(gan: GanType, real: &Tensor) -> Self {
+        Self::draw_part(gan, real, 0, 1)
+    }
+
+    /// Part `index` of `count` of the draws for a batch `count` times the size of `real`
+    /// (`real` being that part): what one rank of a data-parallel step uses, so that the ranks
+    /// together use exactly the draws of one process with the whole batch.
+    pub fn draw_part(gan: GanType, real: &Tensor, index: usize, count: usize) -> Self {
         if !gan.has_gradient_penalty() {
             return Self::default();
         }
-        let b = real.size()[0];
-        let alpha = || Some(Tensor::rand([b, 1, 1, 1], (Kind::Float, real.device())));
-        let noise = || (gan == GanType::Dragan).then(|| real.rand_like());
-        Self { alpha_a: alpha(), alpha_b: alpha(), noise_a: noise(), noise_b: noise() }
+        let mut shape = real.size();
+        let b = shape[0];
+        shape[0] = b * count as i64;
+        let part = |t: Tensor| Some(t.narrow(0, b * index as i64, b));
+        let alpha = || part(Tensor::rand([shape[0], 1, 1, 1], (Kind::Float, real.device())));
+        let noise = || (gan == GanType::Dragan).then(|| Tensor::rand(shape.as_slice(), (real.kind(), real.device())));
+        let (alpha_a, alpha_b) = (alpha(), alpha());
+        Self { alpha_a, alpha_b, noise_a: noise().and_then(part), noise_b: noise().and_then(part) }
     }
 }
 
@@ -158,6 +172,37 @@ pub struct Trainer {
     pub weights: LossWeights,
     /// Precision and layout of the step's arithmetic ([`Compute::reference`] unless set).
     pub compute: Compute,
+    /// The job this trainer is one rank of: gradients and reported losses are averaged over
+    /// its ranks (`None`: a single process).
+    pub dist: Option<Rc<Distributed>>,
+}
+
+/// A group's gradients between their backward pass and their update: averaged over the ranks
+/// in flight when distributed, else as computed.
+enum Pending {
+    Local(Vec<Tensor>),
+    Reducing(Reduction),
+}
+
+impl Pending {
+    fn new(dist: &Option<Rc<Distributed>>, what: &str, grads: Vec<Tensor>) -> Result<Self> {
+        Ok(match dist {
+            Some(dist) => Pending::Reducing(dist.start_reduction(what, grads)?),
+            None => Pending::Local(grads),
+        })
+    }
+
+    fn finish(self, dist: &Option<Rc<Distributed>>) -> Result<Vec<Tensor>> {
+        match (self, dist) {
+            (Pending::Reducing(reduction), Some(dist)) => dist.finish(reduction),
+            (Pending::Local(grads), _) => Ok(grads),
+            (Pending::Reducing(_), None) => unreachable!("a reduction is started only when distributed"),
+        }
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self, Pending::Local(_))
+    }
 }
 
 /// The patch and CAM terms of one discriminator's loss.
@@ -223,7 +268,7 @@ impl Trainer {
         let opt_g = Adam::new(nets.parameters("gen"), adam);
         let opt_d = Adam::new(nets.parameters("dis"), adam);
         let compute = Compute::reference(nets.vs.device());
-        Self { nets, opt_g, opt_d, gan, weights, compute }
+        Self { nets, opt_g, opt_d, gan, weights, compute, dist: None }
     }
 
     /// The same trainer computing as `compute` says.
@@ -231,19 +276,27 @@ impl Trainer {
         Self { compute, ..self }
     }
 
+    /// The same trainer as one rank of `dist`.
+    pub fn distributed(self, dist: Option<Rc<Distributed>>) -> Self {
+        Self { dist, ..self }
+    }
+
     /// Runs one iteration at learning rate `lr` on the batches `real_a`, `real_b`.
     ///
     /// In low precision the whole iteration, backward passes included, runs in one autocast
     /// region: the backward's kernels follow the dtypes of the forward they differentiate, and
     /// the optimisers' element-wise arithmetic is float32 either way.
-    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> StepLosses {
+    ///
+    /// Distributed, the gradients and the reported terms are averaged over the ranks; a failed
+    /// collective is the error.
+    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> Result<StepLosses> {
         let (real_a, real_b) = (&self.compute.input(real_a), &self.compute.input(real_b));
         let _region = self.compute.region();
         // First translations, with the generators' graphs kept for the generator step.
         let a2b = self.nets.gen_a2b.forward(real_a);
         let b2a = self.nets.gen_b2a.forward(real_b);
-        let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise, lr);
-        let g = self.generator_step(real_a, real_b, a2b, b2a, lr);
+        let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise, lr)?;
+        let g = self.generator_step(real_a, real_b, a2b, b2a, lr)?;
         self.nets.clip_rho();
         let w = self.weights;
 
@@ -292,7 +345,11 @@ impl Trainer {
             G_cam_B: g.cam_b,
         };
         let terms: Vec<Tensor> = terms.into_values().iter().map(|t| t.to_kind(Kind::Double).reshape([1])).collect();
-        StepLosses(Tensor::cat(&terms, 0))
+        let terms = Tensor::cat(&terms, 0);
+        if let Some(dist) = &self.dist {
+            dist.mean_in_place(&terms, "averaging the loss terms")?;
+        }
+        Ok(StepLosses(terms))
     }
 
     /// Updates the four discriminators on the real batches and the generators' (detached) fakes.
@@ -304,8 +361,8 @@ impl Trainer {
         fake_b2a: &Tensor,
         noise: &PenaltyNoise,
         lr: f64,
-    ) -> DLosses {
-        let Self { nets, opt_d, gan, weights, .. } = self;
+    ) -> Result<DLosses> {
+        let Self { nets, opt_d, gan, weights, dist, .. } = self;
         let gan = *gan;
         // The penalty's point, one per domain, shared by its global and local discriminator.
         let point = |real: &Tensor, fake: &Tensor, alpha: &Option<Tensor>, n: &Option<Tensor>| {
@@ -314,20 +371,37 @@ impl Trainer {
         let x_a = point(real_a, fake_b2a, &noise.alpha_a, &noise.noise_a);
         let x_b = point(real_b, fake_a2b, &noise.alpha_b, &noise.noise_b);
         opt_d.begin_update();
-        let mut one = |name: &str, d: &Discriminator, real: &Tensor, fake: &Tensor, x: &Option<Tensor>| {
+        // Distributed, each discriminator's reduction runs during the next one's backward and it
+        // is updated then (their losses do not read each other's weights); a single process
+        // updates each at once, so that one discriminator's gradients are alive at a time.
+        let mut in_flight: Option<(&str, Pending)> = None;
+        let mut one = |name: &'static str, d: &Discriminator, real: &Tensor, fake: &Tensor, x: &Option<Tensor>| {
             let terms = d_terms(gan, d, real, fake);
             let gp = match x {
                 Some(x) => gradient_penalty(gan, d, x),
                 None => Tensor::zeros([], (Kind::Float, real.device())),
             };
-            opt_d.minimize(name, &((terms.sum() + &gp) * weights.adv), lr);
-            (terms.detach(), gp.detach())
+            let loss = (terms.sum() + &gp) * weights.adv;
+            let grads = Tensor::run_backward(&[loss], &opt_d.parameters(name), false, false);
+            let pending = Pending::new(dist, name, grads)?;
+            if let Some((previous, grads)) = in_flight.take() {
+                opt_d.update(previous, grads.finish(dist)?, lr);
+            }
+            if pending.is_local() {
+                opt_d.update(name, pending.finish(dist)?, lr);
+            } else {
+                in_flight = Some((name, pending));
+            }
+            Ok::<_, anyhow::Error>((terms.detach(), gp.detach()))
         };
-        let (ga, gp_ga) = one("disGA.", &nets.dis_ga, real_a, fake_b2a, &x_a);
-        let (la, gp_la) = one("disLA.", &nets.dis_la, real_a, fake_b2a, &x_a);
-        let (gb, gp_gb) = one("disGB.", &nets.dis_gb, real_b, fake_a2b, &x_b);
-        let (lb, gp_lb) = one("disLB.", &nets.dis_lb, real_b, fake_a2b, &x_b);
-        DLosses { ga, la, gb, lb, gp_a: gp_ga + gp_la, gp_b: gp_gb + gp_lb }
+        let (ga, gp_ga) = one("disGA.", &nets.dis_ga, real_a, fake_b2a, &x_a)?;
+        let (la, gp_la) = one("disLA.", &nets.dis_la, real_a, fake_b2a, &x_a)?;
+        let (gb, gp_gb) = one("disGB.", &nets.dis_gb, real_b, fake_a2b, &x_b)?;
+        let (lb, gp_lb) = one("disLB.", &nets.dis_lb, real_b, fake_a2b, &x_b)?;
+        if let Some((last, grads)) = in_flight {
+            opt_d.update(last, grads.finish(dist)?, lr);
+        }
+        Ok(DLosses { ga, la, gb, lb, gp_a: gp_ga + gp_la, gp_b: gp_gb + gp_lb })
     }
 
     /// Updates the generators, given their first translations `a2b`, `b2a` (with graphs).
@@ -344,8 +418,8 @@ impl Trainer {
         a2b: GeneratorOutput,
         b2a: GeneratorOutput,
         lr: f64,
-    ) -> GLosses {
-        let Self { nets, opt_g, gan, weights: w, .. } = self;
+    ) -> Result<GLosses> {
+        let Self { nets, opt_g, gan, weights: w, dist, .. } = self;
         let gan = *gan;
         opt_g.begin_update();
         let (fake_a2b, fake_b2a) = (cut(&a2b.image), cut(&b2a.image));
@@ -381,15 +455,26 @@ impl Trainer {
         inputs.push(&fake_b2a);
         let mut grads_a2b = Tensor::run_backward(&[loss], &inputs, false, false);
         let grad_fake_b2a = grad_fake_b2a + grads_a2b.pop().expect("gradient of fake_b2a");
-        opt_g.update("genA2B.", grads_a2b, lr);
+        // genA2B is complete. Distributed, its reduction runs during the last pass, which does
+        // not read genA2B's weights, and it is updated after; a single process updates it now.
+        let grads_a2b = Pending::new(dist, "genA2B.", grads_a2b)?;
+        let grads_a2b = if grads_a2b.is_local() {
+            opt_g.update("genA2B.", grads_a2b.finish(dist)?, lr);
+            None
+        } else {
+            Some(grads_a2b)
+        };
         drop((b2a2b, b2b, a2b));
 
         let cam_b2a = cam_loss(&b2a.cam_logit, true);
         let loss = &cam_b2a * w.cam + carry(&b2a.image, &grad_fake_b2a);
         accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &opt_g.parameters("genB2A."), false, false));
-        opt_g.update("genB2A.", grads_b2a, lr);
+        if let Some(grads) = grads_a2b {
+            opt_g.update("genA2B.", grads.finish(dist)?, lr);
+        }
+        opt_g.update("genB2A.", Pending::new(dist, "genB2A.", grads_b2a)?.finish(dist)?, lr);
 
-        GLosses {
+        Ok(GLosses {
             ga: ga.detach(),
             la: la.detach(),
             gb: gb.detach(),
@@ -400,7 +485,7 @@ impl Trainer {
             ident_b: ident_b.detach(),
             cam_a: (cam_b2a + cam_a2a).detach(),
             cam_b: (cam_a2b + cam_b2b).detach(),
-        }
+        })
     }
 }
 

@@ -1,8 +1,10 @@
 //! Safe wrappers over the project's C++ shim (`csrc/shim.cpp`, compiled by build.rs): the
 //! libtorch calls tch 0.24 does not bind — autocast with a chosen dtype, memory formats and the
-//! operator profiler.
+//! operator profiler here, c10d (rendezvous, process groups, collectives) in [`c10d`].
 //!
 //! Every call that can fail returns the C++ exception's message as an error.
+
+pub mod c10d;
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
