@@ -57,7 +57,10 @@ fn cuda_include(lib: &Path) -> Option<std::path::PathBuf> {
         Some("/usr/local/cuda/include".into()),
         Some(site.join("nvidia/cu13/include")),
     ];
-    candidates.into_iter().flatten().find(|dir| dir.join("crt/host_config.h").exists() && dir.join("nv/target").exists())
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("crt/host_config.h").exists() && dir.join("nv/target").exists())
 }
 
 /// `csrc/cuda.cpp` as its own shared object, `$OUT_DIR/libugatit_cuda.so`, linked against

@@ -13,3 +13,9 @@ if [ "$have" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$want"
 fi
 echo "setup: torch $want ready in $venv" >&2
+# NCCL support (`--dist-backend nccl`) needs the CUDA headers the torch wheel does not ship: the
+# runtime's `crt/` and libcu++'s `nv/`. Opt in with UGATIT_NCCL=1; build.rs finds them in the venv.
+if [ "${UGATIT_NCCL:-0}" = 1 ] && [ ! -e "$venv/lib/python3"*/site-packages/nvidia/cu13/include/crt/host_config.h ]; then
+  echo "setup: installing the CUDA headers for NCCL (nvidia-cuda-crt, nvidia-cuda-cccl)" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "nvidia-cuda-crt==13.0.88" "nvidia-cuda-cccl==13.0.*"
+fi
