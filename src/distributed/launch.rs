@@ -134,7 +134,12 @@ fn supervise(
         std::thread::sleep(POLL);
     }
     if let Some((rank, status, _)) = failed {
-        bail!("rank {rank} {}, so the job failed (its own message is above)", describe(status));
+        let why = if status.code().is_some() {
+            "its own message is above"
+        } else {
+            "stopped from outside: out of memory, or the scheduler?"
+        };
+        bail!("rank {rank} {}, so the job failed ({why})", describe(status));
     }
     // All ranks stopped alike: after a signal each exits 128 + its number, else 0.
     Ok(statuses.iter().flatten().filter_map(|s| s.code()).max().unwrap_or(0))

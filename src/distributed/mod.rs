@@ -56,6 +56,9 @@ pub struct World {
     /// Where rank 0 serves the rendezvous store.
     pub master_addr: String,
     pub master_port: u16,
+    /// Whether torchrun's agent serves the store (`TORCHELASTIC_USE_AGENT_STORE=True`), so that
+    /// rank 0 joins it as a client instead of serving its own.
+    pub agent_store: bool,
 }
 
 /// The variables torchrun sets for each worker.
@@ -97,7 +100,8 @@ impl World {
         let master_addr = var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_string());
         let port = var("MASTER_PORT").context("MASTER_PORT is not set: the ranks need rank 0's port to meet at")?;
         let master_port = port.trim().parse().with_context(|| format!("MASTER_PORT={port:?} is not a port number"))?;
-        Ok(Some(Self { rank, size, local_rank, local_size, master_addr, master_port }))
+        let agent_store = var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True");
+        Ok(Some(Self { rank, size, local_rank, local_size, master_addr, master_port, agent_store }))
     }
 
     /// The device of this rank: `cuda:LOCAL_RANK` when the run is on CUDA.
@@ -141,7 +145,7 @@ impl Distributed {
         if backend == DistBackend::Nccl && !device.is_cuda() {
             bail!("--dist-backend nccl needs CUDA ranks (--device cuda); CPU ranks use gloo");
         }
-        let is_server = world.rank == 0;
+        let is_server = world.rank == 0 && !world.agent_store;
         let store = Store::connect(&world.master_addr, world.master_port, is_server, world.size, timeout)
             .with_context(|| rendezvous_hint(&world, timeout))?;
         let store = Arc::new(store);
@@ -174,7 +178,7 @@ impl Distributed {
         let first = String::from_utf8_lossy(&self.store.get(&key(0))?).into_owned();
         if first != value {
             bail!(
-                "rank {}'s {what} differ from rank 0's: {}; start every rank with the same settings",
+                "rank {} disagrees with rank 0 on its {what}: {}; start every rank with the same settings",
                 self.rank(),
                 describe(&first, value)
             );
@@ -262,7 +266,7 @@ impl Distributed {
 }
 
 fn rendezvous_hint(world: &World, timeout: Duration) -> String {
-    if world.rank == 0 {
+    if world.rank == 0 && !world.agent_store {
         format!(
             "rank 0 could not serve the rendezvous at port {} or not every one of the {} ranks joined within {} s (is the port in use? pick another MASTER_PORT)",
             world.master_port,

@@ -44,7 +44,7 @@ macro_rules! train_settings {
                 n_dis: i64 = 6, discriminator_depth;
             }
             step {
-                /// Images per domain in each iteration.
+                /// Images per domain in each iteration, per rank: a distributed run's global batch is ranks × this.
                 batch_size: i64 = 1, at_least_one;
                 /// Adversarial loss: lsgan (the paper's), gan, hinge, wgan-gp, wgan-lp or dragan.
                 gan_type: GanType = GanType::Lsgan, any;
