@@ -83,8 +83,8 @@ fn assert_same_losses(a: &Path, b: &Path, rel: f64) {
     }
 }
 
-/// Every tensor of two checkpoints: floating ones within `rel` of the larger's magnitude,
-/// integer ones (Adam's step) equal.
+/// Every tensor of two checkpoints: parameters within `rel` of the tensor's largest magnitude,
+/// optimiser state within 10 × `rel`, integer ones (Adam's step) equal.
 fn assert_same_checkpoint(a: &Path, b: &Path, rel: f64) {
     let (a, b) = (read(a).unwrap(), read(b).unwrap());
     assert_eq!(a.metadata["step"], b.metadata["step"]);
@@ -94,6 +94,9 @@ fn assert_same_checkpoint(a: &Path, b: &Path, rel: f64) {
         let y = &b.tensors[name];
         assert_eq!(x.size(), y.size(), "{name}");
         if x.is_floating_point() {
+            // The bound for parameters; Adam's moments amplify the summation order's
+            // differences through three steps (1.4e-5 at worst measured), so get ten times more.
+            let rel = if name.starts_with("optim") { 10.0 * rel } else { rel };
             let scale = x.abs().max().double_value(&[]).max(1e-6);
             let diff = (x - y).abs().max().double_value(&[]);
             assert!(diff <= rel * scale, "{name}: max difference {diff:e} against magnitude {scale:e}");
@@ -124,8 +127,7 @@ fn two_ranks_train_what_one_process_of_twice_the_batch_trains() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("starting 2 ranks"), "{err}");
         assert_same_losses(&single, &ranks, 1e-5);
-        // fp32 sums in another order, through three steps of Adam: 1.4e-5 measured at worst.
-        assert_same_checkpoint(&latest(&single), &latest(&ranks), 1e-4);
+        assert_same_checkpoint(&latest(&single), &latest(&ranks), 1e-5);
         let info = ugatit::train::checkpoint::info(&latest(&ranks)).unwrap();
         assert_eq!((info.step, info.world_size), (3, 2));
         for dir in [single, ranks] {
@@ -152,7 +154,7 @@ fn torchrun_starts_the_ranks() {
     cmd.args(train_args(&ranks, 3, &[]));
     succeeded(cmd.output().unwrap());
     assert_same_losses(&single, &ranks, 1e-5);
-    assert_same_checkpoint(&latest(&single), &latest(&ranks), 1e-4);
+    assert_same_checkpoint(&latest(&single), &latest(&ranks), 1e-5);
     for dir in [single, ranks] {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -416,4 +418,49 @@ fn bucketed_reduction_returns_every_gradient_in_place() {
     let t = Tensor::from_slice(&[2.0f32]);
     dist.mean_in_place(&t, "the test value").unwrap();
     assert_eq!(t.double_value(&[0]), 2.0);
+}
+
+/// Two ranks in two threads of this process: rank 0's variables reach rank 1, the bitwise check
+/// after each save passes on equal weights and names a drifted variable (as a spectral norm's
+/// `u` would be, if the ranks' power iterations ever differed), and a flag raised on one rank
+/// (a stop signal) is seen by both.
+#[test]
+fn ranks_share_rank_0s_variables_and_notice_drift() {
+    let port = free_port();
+    let rank = move |rank: usize| {
+        std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, bool, Option<String>)> {
+            let world = World {
+                rank,
+                size: 2,
+                local_rank: rank,
+                local_size: 2,
+                master_addr: "127.0.0.1".into(),
+                master_port: port,
+                agent_store: false,
+            };
+            let dist = Distributed::join(world, DistBackend::Gloo, tch::Device::Cpu, Duration::from_secs(30))?;
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let conv = vs.root() / "disGA" / "conv";
+            let weight = conv.var("weight_orig", &[2, 3], tch::nn::Init::Const(rank as f64 + 1.0));
+            let u = conv.var("weight_u", &[4], tch::nn::Init::Const(0.5 * rank as f64));
+            dist.broadcast_variables(&vs)?;
+            let received = Vec::<f64>::try_from(Tensor::cat(&[weight.reshape([-1]), u.shallow_clone()], 0))?;
+            dist.check_identical(&vs, 1)?;
+            if rank == 1 {
+                let _ = tch::no_grad(|| u.shallow_clone().get(2).fill_(0.25));
+            }
+            let drift = dist.check_identical(&vs, 2).err().map(|e| e.to_string());
+            let stop = dist.any(rank == 1, Duration::from_secs(30), "the stop agreement")?;
+            Ok((received, stop, drift))
+        })
+    };
+    let (first, second) = (rank(0), rank(1));
+    let (first, second) = (first.join().unwrap().unwrap(), second.join().unwrap().unwrap());
+    assert_eq!(first.0, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    assert_eq!(second.0, first.0, "rank 1 did not receive rank 0's variables");
+    assert!(first.1 && second.1, "a flag raised on rank 1 was not seen by both");
+    assert_eq!(first.2, None, "rank 0 compares with itself");
+    let drift = second.2.expect("rank 1's drifted u was not noticed");
+    assert!(drift.contains("step 2: rank 1's variables drifted") && drift.contains("disGA.conv.weight_u"), "{drift}");
+    assert!(!drift.contains("weight_orig"), "{drift}");
 }

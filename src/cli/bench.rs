@@ -5,11 +5,13 @@
 use super::settings;
 use crate::bench;
 use crate::choice::Choice;
+use crate::distributed::{launch::launch_if_asked, World};
 use crate::model::ugatit::UGATIT;
 use crate::train::config::TrainConfig;
 use crate::train::optim::AdamConfig;
 use crate::train::step::{LossWeights, Trainer};
 use anyhow::Result;
+use std::sync::atomic::{AtomicBool, AtomicI32};
 
 /// Time training iterations on random images.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,6 +22,8 @@ pub struct BenchArgs {
     pub step: settings::step::Flags,
     #[command(flatten)]
     pub device: settings::device::Flags,
+    #[command(flatten)]
+    pub dist: settings::dist::Flags,
     /// Timed iterations (after the warm-up).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub iters: u64,
@@ -45,23 +49,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
     args.arch.apply(&mut config);
     args.step.apply(&mut config);
     args.device.apply(&mut config);
+    args.dist.apply(&mut config);
     config.validate()?;
+    let (stop, signal) = (AtomicBool::new(false), AtomicI32::new(0));
+    if let Some(code) = launch_if_asked(config.nproc_per_node, config.dist_timeout(), &stop, &signal)? {
+        std::process::exit(code);
+    }
+    let world = World::from_env()?;
+    let config = crate::train::run::for_rank(&config, world.as_ref())?;
     let compute = config.start_compute(crate::precision::Workload::Training)?;
     if compute.device == tch::Device::Cpu {
         config.architecture().check_host_memory(true)?;
     }
+    let dist = crate::train::run::join(world, &config, compute.device, 0)?;
     let nets = UGATIT::new(config.model_config()?, compute.device);
-    let mut trainer =
-        Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default()).computing(compute);
+    if let Some(dist) = &dist {
+        dist.broadcast_variables(&nets.vs)?;
+    }
+    let mut trainer = Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default())
+        .computing(compute)
+        .distributed(dist.clone());
     let (batch_size, img_size) = (config.batch_size, config.img_size);
-    let median = bench::time_steps(&mut trainer, batch_size, img_size, args.warmup, args.iters);
+    let median = bench::time_steps(&mut trainer, batch_size, img_size, args.warmup, args.iters)?;
+    if dist.as_ref().is_some_and(|d| !d.writes()) {
+        return Ok(());
+    }
+    let ranks = dist.as_ref().map_or(1, |d| d.size());
     let rss = peak_rss_mib().map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into());
     let flops = bench::step_flops(&trainer, batch_size, img_size);
     let peak = bench::gemm_flops_per_s(config.precision, compute.device);
     let kind = if config.light { "light" } else { "full" };
     let layout = if compute.channels_last { "channels-last" } else { "nchw" };
     println!(
-        "ugatit {kind} img {img_size} batch {batch_size} device {} {} {layout} tf32 {}: {median:.4} s/iter (median of {}), \
+        "ugatit {kind} img {img_size} batch {batch_size} ranks {ranks} device {} {} {layout} tf32 {}: {median:.4} s/iter (median of {}), \
          {:.1} GFLOP/step, {:.1} GFLOP/s = {:.0}% of this machine's {} GEMM ({:.1} GFLOP/s), peak RSS {rss} MiB",
         config.device,
         config.precision.name(),

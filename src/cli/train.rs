@@ -2,6 +2,7 @@
 //! (TOML) and, with `--resume`, over the checkpoint's own configuration.
 
 use super::settings;
+use crate::distributed::launch::launch_if_asked;
 use crate::train::config::TrainConfig;
 use crate::train::run::{self, Options, Outcome, Start};
 use crate::train::run_dir::RunPaths;
@@ -118,9 +119,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Start::Fresh
     };
     catch_stop_signals()?;
-    if config.nproc_per_node > 1 && crate::distributed::World::from_env()?.is_none() {
-        let nproc = config.nproc_per_node as usize;
-        let code = crate::distributed::launch::launch(nproc, config.dist_timeout(), &INTERRUPT, &SIGNAL)?;
+    let launched = launch_if_asked(config.nproc_per_node, config.dist_timeout(), &INTERRUPT, &SIGNAL)?;
+    if let Some(code) = launched {
         if code != 0 {
             eprintln!("interrupted; continue with --resume");
             std::process::exit(code);

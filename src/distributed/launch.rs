@@ -45,6 +45,20 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Starts `nproc` ranks when asked for more than one and this process is not itself a rank (no
+/// torchrun variables): their common exit status, or `None` to go on as a single process or rank.
+pub fn launch_if_asked(
+    nproc: i64,
+    timeout: Duration,
+    interrupt: &AtomicBool,
+    signal: &AtomicI32,
+) -> Result<Option<i32>> {
+    if nproc <= 1 || super::World::from_env()?.is_some() {
+        return Ok(None);
+    }
+    launch(nproc as usize, timeout, interrupt, signal).map(Some)
+}
+
 /// Starts `nproc` ranks of this command and waits for them; `interrupt` and `signal` are set by
 /// the caller's SIGINT/SIGTERM handler. Returns the ranks' common exit status when they all
 /// stopped alike after a signal (e.g. 130), 0 when all finished.

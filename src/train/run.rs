@@ -140,7 +140,7 @@ fn import(path: &Path) -> Result<crate::io::checkpoint::Checkpoint> {
 }
 
 /// The rank's configuration: a CUDA run puts each rank on `cuda:LOCAL_RANK`.
-fn for_rank(config: &TrainConfig, world: Option<&World>) -> Result<TrainConfig> {
+pub fn for_rank(config: &TrainConfig, world: Option<&World>) -> Result<TrainConfig> {
     let mut config = config.clone();
     if let Some(world) = world {
         if crate::device::parse(&config.device)?.is_cuda() {
@@ -165,8 +165,8 @@ fn setting_differences(first: &str, mine: &str) -> String {
 }
 
 /// Joins the job this process is a rank of, if any, and checks that every rank has the same
-/// settings and starting step.
-fn join(world: Option<World>, config: &TrainConfig, device: Device, done: i64) -> Result<Option<Rc<Distributed>>> {
+/// settings and starting step (`done` steps behind it).
+pub fn join(world: Option<World>, config: &TrainConfig, device: Device, done: i64) -> Result<Option<Rc<Distributed>>> {
     let Some(world) = world else { return Ok(None) };
     if device == Device::Cpu {
         tch::set_num_threads(world.cpu_threads());
