@@ -81,12 +81,6 @@ impl Compute {
         if precision == Precision::Fp16 && !device.is_cuda() {
             bail!("--precision fp16 runs on CUDA only; on CPU use --precision bf16");
         }
-        if precision == Precision::Fp16 && workload == Workload::Training {
-            bail!(
-                "--precision fp16 trains only with dynamic loss scaling, which ugatit-rs does not have yet: \
-                 train with --precision bf16 (same speed on tensor cores, no scaling needed)"
-            );
-        }
         let channels_last = match format {
             MemoryFormat::Auto if device.is_cuda() => precision != Precision::Fp32,
             MemoryFormat::Auto => workload == Workload::Inference,

@@ -4,7 +4,8 @@
 //! - a channels-last batch stays channels-last through the generator and gives what NCHW gives;
 //! - the quality guard: 20 training steps in bf16 and in fp32 from the same weights and batches
 //!   are finite and every loss term stays within [`BF16_STEP_TOLERANCE`] of fp32's;
-//! - fp16 is refused on CPU; its translation test runs with `UGATIT_TEST_DEVICE=cuda`.
+//! - fp16 is refused on CPU; its translation and training tests run with `UGATIT_TEST_DEVICE=cuda`
+//!   (the loss scaler itself is tested on CPU in `tests/loss_scaling.rs`).
 
 mod common;
 
@@ -92,20 +93,26 @@ fn channels_last_stays_through_the_generator_and_matches_nchw() {
 
 /// Every loss term of `steps` steps from `init`'s weights on the same seeded batches.
 fn run_steps(init: &UGATIT, precision: Precision, steps: usize) -> Vec<Vec<f64>> {
+    run_trainer(init, precision, steps).0
+}
+
+/// [`run_steps`], and the trainer after them.
+fn run_trainer(init: &UGATIT, precision: Precision, steps: usize) -> (Vec<Vec<f64>>, Trainer) {
     let config = tiny();
     let mut nets = UGATIT::new(config.model_config().unwrap(), device());
     nets.vs.copy(&init.vs).unwrap();
     let compute = Compute::new(device(), precision, MemoryFormat::Auto, Workload::Training).unwrap();
     let mut trainer =
         Trainer::new(nets, config.gan_type, LossWeights::default(), AdamConfig::default()).computing(compute);
-    (0..steps)
+    let losses = (0..steps)
         .map(|i| {
             tch::manual_seed(100 + i as i64);
             let a = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device());
             let b = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device());
             trainer.step(&a, &b, &PenaltyNoise::default(), 1e-4).unwrap().values().unwrap().into_values()
         })
-        .collect()
+        .collect();
+    (losses, trainer)
 }
 
 #[test]
@@ -130,13 +137,34 @@ fn bf16_training_stays_close_to_fp32() {
 }
 
 #[test]
-fn fp16_is_refused_on_cpu_and_for_training() {
-    let err = Compute::new(Device::Cpu, Precision::Fp16, MemoryFormat::Auto, Workload::Inference).unwrap_err();
-    assert!(format!("{err:#}").contains("CUDA only"), "{err:#}");
-    let cuda = Device::Cuda(0);
-    let err = Compute::new(cuda, Precision::Fp16, MemoryFormat::Auto, Workload::Training).unwrap_err();
-    assert!(format!("{err:#}").contains("loss scaling"), "{err:#}");
-    assert!(Compute::new(cuda, Precision::Fp16, MemoryFormat::Auto, Workload::Inference).is_ok());
+fn fp16_is_refused_on_cpu() {
+    for workload in [Workload::Inference, Workload::Training] {
+        let err = Compute::new(Device::Cpu, Precision::Fp16, MemoryFormat::Auto, workload).unwrap_err();
+        assert!(format!("{err:#}").contains("CUDA only"), "{err:#}");
+        assert!(Compute::new(Device::Cuda(0), Precision::Fp16, MemoryFormat::Auto, workload).is_ok());
+    }
+}
+
+/// fp16 training with dynamic loss scaling: the generators' first scales overflow (their CAM
+/// loss has weight 1000) and are skipped until the scale fits, then training goes on, finite.
+#[test]
+fn fp16_training_on_cuda_scales_its_losses() {
+    if !device().is_cuda() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: fp16_training_on_cuda_scales_its_losses needs UGATIT_TEST_DEVICE=cuda"
+        );
+        return;
+    }
+    tch::manual_seed(7);
+    let init = UGATIT::new(tiny().model_config().unwrap(), device());
+    let (losses, trainer) = run_trainer(&init, Precision::Fp16, 30);
+    assert!(losses.iter().flatten().all(|v| v.is_finite()), "a non-finite fp16 loss");
+    let [d, g] = trainer.scalers.expect("fp16 trains with loss scalers");
+    assert!(g.scale < ugatit::train::scaler::INIT_SCALE, "no generator step overflowed at 65536");
+    assert!(trainer.opt_g.step > 0 && trainer.opt_d.step > 0, "no update was taken ({d:?}, {g:?})");
+    assert!(trainer.opt_g.step < 30, "no generator update was skipped");
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Training checkpoints: one safetensors file holding the six networks (spectral-norm `u`/`v`
 //! included) under their reference names, both optimisers' state, the step, the seed and the
-//! run's configuration and how many ranks trained it. The data order and every random draw are functions of (seed, step), so
+//! run's configuration, how many ranks trained it and, in fp16, the loss scales. The data order and every random draw are functions of (seed, step), so
 //! these determine the rest of the run: a resumed run continues bit for bit.
 //!
 //! Files are written atomically (temporary file, fsync, rename), so a run killed at any moment
 //! leaves the previous checkpoint intact.
 
 use super::config::TrainConfig;
+use super::scaler::LossScaler;
 use super::step::Trainer;
 use crate::io::safetensors::{self as st, named_variables};
 use anyhow::{bail, Context, Result};
@@ -21,7 +22,7 @@ pub fn save(path: &Path, trainer: &Trainer, step: i64, config: &TrainConfig) -> 
     let mut tensors = named_variables("", &trainer.nets.vs);
     tensors.extend(trainer.opt_g.state("optimG."));
     tensors.extend(trainer.opt_d.state("optimD."));
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("step".to_string(), step.to_string()),
         ("optimG_step".to_string(), trainer.opt_g.step.to_string()),
@@ -29,6 +30,9 @@ pub fn save(path: &Path, trainer: &Trainer, step: i64, config: &TrainConfig) -> 
         ("config".to_string(), config.to_toml()),
         ("world_size".to_string(), trainer.dist.as_ref().map_or(1, |d| d.size()).to_string()),
     ]);
+    if let Some([d, g]) = &trainer.scalers {
+        metadata.extend(d.metadata("optimD").into_iter().chain(g.metadata("optimG")));
+    }
     st::write(path, &tensors, &metadata)
 }
 
@@ -77,5 +81,10 @@ pub fn load(path: &Path, trainer: &mut Trainer) -> Result<i64> {
         (meta_i64(&file.metadata, "optimG_step", path)?, meta_i64(&file.metadata, "optimD_step", path)?);
     trainer.opt_g.load_state(&file.tensors, "optimG.", g_step).with_context(|| format!("{}", path.display()))?;
     trainer.opt_d.load_state(&file.tensors, "optimD.", d_step).with_context(|| format!("{}", path.display()))?;
+    if let Some(scalers) = &mut trainer.scalers {
+        let scaler =
+            |name| LossScaler::from_metadata(&file.metadata, name).with_context(|| format!("{}", path.display()));
+        *scalers = [scaler("optimD")?, scaler("optimG")?];
+    }
     Ok(info.step)
 }

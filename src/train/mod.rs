@@ -9,4 +9,6 @@ pub mod optim;
 pub mod outputs;
 pub mod run;
 pub mod run_dir;
+pub mod scaler;
 pub mod step;
+pub mod updates;

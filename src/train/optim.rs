@@ -54,6 +54,11 @@ impl Adam {
         self.step += 1;
     }
 
+    /// Takes back [`Adam::begin_update`] when the update is skipped (fp16's non-finite gradients).
+    pub fn cancel_update(&mut self) {
+        self.step -= 1;
+    }
+
     /// The parameters whose names start with `group`, in the order [`Adam::update`] takes their
     /// gradients.
     pub fn parameters(&self, group: &str) -> Vec<&Tensor> {

@@ -12,7 +12,8 @@
 //!   those gradients anyway), and the generators' first translations are computed once and reused
 //!   by the generator step, which sees the same weights;
 //! - the four discriminators' losses are independent, so each is built, differentiated and
-//!   applied in turn: one discriminator's graph and gradients are alive at a time;
+//!   applied in turn: one discriminator's graph and gradients are alive at a time (distributed,
+//!   and in fp16 with its loss scaler, the updates wait a little longer: `updates.rs`);
 //! - the generator step never computes the discriminators' weight gradients, and runs its backward
 //!   in three passes that cut the graph at the first translations, so that four of the six
 //!   generator forwards' activations are alive at once instead of six.
@@ -21,10 +22,11 @@ use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
 };
 use super::optim::{Adam, AdamConfig};
-use crate::distributed::reduce::Reduction;
+use super::scaler::LossScaler;
+use super::updates::Updates;
 use crate::distributed::Distributed;
 use crate::model::{Discriminator, GeneratorOutput, UGATIT};
-use crate::precision::Compute;
+use crate::precision::{Compute, Precision};
 use anyhow::{Context, Result};
 use std::rc::Rc;
 use tch::{Kind, Tensor};
@@ -175,34 +177,8 @@ pub struct Trainer {
     /// The job this trainer is one rank of: gradients and reported losses are averaged over
     /// its ranks (`None`: a single process).
     pub dist: Option<Rc<Distributed>>,
-}
-
-/// A group's gradients between their backward pass and their update: averaged over the ranks
-/// in flight when distributed, else as computed.
-enum Pending {
-    Local(Vec<Tensor>),
-    Reducing(Reduction),
-}
-
-impl Pending {
-    fn new(dist: &Option<Rc<Distributed>>, what: &str, grads: Vec<Tensor>) -> Result<Self> {
-        Ok(match dist {
-            Some(dist) => Pending::Reducing(dist.start_reduction(what, grads)?),
-            None => Pending::Local(grads),
-        })
-    }
-
-    fn finish(self, dist: &Option<Rc<Distributed>>) -> Result<Vec<Tensor>> {
-        match (self, dist) {
-            (Pending::Reducing(reduction), Some(dist)) => dist.finish(reduction),
-            (Pending::Local(grads), _) => Ok(grads),
-            (Pending::Reducing(_), None) => unreachable!("a reduction is started only when distributed"),
-        }
-    }
-
-    fn is_local(&self) -> bool {
-        matches!(self, Pending::Local(_))
-    }
+    /// The discriminators' and the generators' loss scales, in fp16 only.
+    pub scalers: Option<[LossScaler; 2]>,
 }
 
 /// The patch and CAM terms of one discriminator's loss.
@@ -268,12 +244,13 @@ impl Trainer {
         let opt_g = Adam::new(nets.parameters("gen"), adam);
         let opt_d = Adam::new(nets.parameters("dis"), adam);
         let compute = Compute::reference(nets.vs.device());
-        Self { nets, opt_g, opt_d, gan, weights, compute, dist: None }
+        Self { nets, opt_g, opt_d, gan, weights, compute, dist: None, scalers: None }
     }
 
-    /// The same trainer computing as `compute` says.
+    /// The same trainer computing as `compute` says (fp16 with fresh loss scales).
     pub fn computing(self, compute: Compute) -> Self {
-        Self { compute, ..self }
+        let scalers = (compute.precision == Precision::Fp16).then(<[LossScaler; 2]>::default);
+        Self { compute, scalers, ..self }
     }
 
     /// The same trainer as one rank of `dist`.
@@ -362,7 +339,7 @@ impl Trainer {
         noise: &PenaltyNoise,
         lr: f64,
     ) -> Result<DLosses> {
-        let Self { nets, opt_d, gan, weights, dist, .. } = self;
+        let Self { nets, opt_d, gan, weights, dist, scalers, .. } = self;
         let gan = *gan;
         // The penalty's point, one per domain, shared by its global and local discriminator.
         let point = |real: &Tensor, fake: &Tensor, alpha: &Option<Tensor>, n: &Option<Tensor>| {
@@ -370,37 +347,26 @@ impl Trainer {
         };
         let x_a = point(real_a, fake_b2a, &noise.alpha_a, &noise.noise_a);
         let x_b = point(real_b, fake_a2b, &noise.alpha_b, &noise.noise_b);
-        opt_d.begin_update();
-        // Distributed, each discriminator's reduction runs during the next one's backward and it
-        // is updated then (their losses do not read each other's weights); a single process
-        // updates each at once, so that one discriminator's gradients are alive at a time.
-        let mut in_flight: Option<(&str, Pending)> = None;
+        // Each discriminator is updated once its gradients are complete (their losses do not read
+        // each other's weights): see `updates.rs` for when, single, distributed and in fp16.
+        let scaler = scalers.as_mut().map(|[d, _]| d);
+        let mut updates = Updates::begin(opt_d, dist, scaler, "discriminators'", lr);
         let mut one = |name: &'static str, d: &Discriminator, real: &Tensor, fake: &Tensor, x: &Option<Tensor>| {
             let terms = d_terms(gan, d, real, fake);
             let gp = match x {
                 Some(x) => gradient_penalty(gan, d, x),
                 None => Tensor::zeros([], (Kind::Float, real.device())),
             };
-            let loss = (terms.sum() + &gp) * weights.adv;
-            let grads = Tensor::run_backward(&[loss], &opt_d.parameters(name), false, false);
-            let pending = Pending::new(dist, name, grads)?;
-            if let Some((previous, grads)) = in_flight.take() {
-                opt_d.update(previous, grads.finish(dist)?, lr);
-            }
-            if pending.is_local() {
-                opt_d.update(name, pending.finish(dist)?, lr);
-            } else {
-                in_flight = Some((name, pending));
-            }
+            let loss = updates.scale((terms.sum() + &gp) * weights.adv);
+            let grads = Tensor::run_backward(&[loss], &updates.parameters(name), false, false);
+            updates.push(name, grads)?;
             Ok::<_, anyhow::Error>((terms.detach(), gp.detach()))
         };
         let (ga, gp_ga) = one("disGA.", &nets.dis_ga, real_a, fake_b2a, &x_a)?;
         let (la, gp_la) = one("disLA.", &nets.dis_la, real_a, fake_b2a, &x_a)?;
         let (gb, gp_gb) = one("disGB.", &nets.dis_gb, real_b, fake_a2b, &x_b)?;
         let (lb, gp_lb) = one("disLB.", &nets.dis_lb, real_b, fake_a2b, &x_b)?;
-        if let Some((last, grads)) = in_flight {
-            opt_d.update(last, grads.finish(dist)?, lr);
-        }
+        updates.finish()?;
         Ok(DLosses { ga, la, gb, lb, gp_a: gp_ga + gp_la, gp_b: gp_gb + gp_lb })
     }
 
@@ -419,9 +385,10 @@ impl Trainer {
         b2a: GeneratorOutput,
         lr: f64,
     ) -> Result<GLosses> {
-        let Self { nets, opt_g, gan, weights: w, dist, .. } = self;
+        let Self { nets, opt_g, gan, weights: w, dist, scalers, .. } = self;
         let gan = *gan;
-        opt_g.begin_update();
+        let scaler = scalers.as_mut().map(|[_, g]| g);
+        let mut updates = Updates::begin(opt_g, dist, scaler, "generators'", lr);
         let (fake_a2b, fake_b2a) = (cut(&a2b.image), cut(&b2a.image));
 
         let (ga, la) = (g_terms(gan, &nets.dis_ga, &fake_b2a), g_terms(gan, &nets.dis_la, &fake_b2a));
@@ -435,7 +402,8 @@ impl Trainer {
             + &recon_a * w.cycle
             + &ident_a * w.identity
             + &cam_a2a * w.cam;
-        let mut inputs = opt_g.parameters("genB2A.");
+        let loss = updates.scale(loss);
+        let mut inputs = updates.parameters("genB2A.");
         inputs.extend([&fake_a2b, &fake_b2a]);
         let mut grads_b2a = Tensor::run_backward(&[loss], &inputs, false, false);
         let grad_fake_b2a = grads_b2a.pop().expect("gradient of fake_b2a");
@@ -447,32 +415,22 @@ impl Trainer {
         let recon_b = cycle_loss(&b2a2b.image, real_b);
         let ident_b = identity_loss(&b2b.image, real_b);
         let (cam_a2b, cam_b2b) = (cam_loss(&a2b.cam_logit, true), cam_loss(&b2b.cam_logit, false));
-        let loss = &recon_b * w.cycle
-            + &ident_b * w.identity
-            + (&cam_a2b + &cam_b2b) * w.cam
+        // The carried gradients come from a scaled loss already.
+        let loss = updates.scale(&recon_b * w.cycle + &ident_b * w.identity + (&cam_a2b + &cam_b2b) * w.cam)
             + carry(&a2b.image, &grad_fake_a2b);
-        let mut inputs = opt_g.parameters("genA2B.");
+        let mut inputs = updates.parameters("genA2B.");
         inputs.push(&fake_b2a);
         let mut grads_a2b = Tensor::run_backward(&[loss], &inputs, false, false);
         let grad_fake_b2a = grad_fake_b2a + grads_a2b.pop().expect("gradient of fake_b2a");
-        // genA2B is complete. Distributed, its reduction runs during the last pass, which does
-        // not read genA2B's weights, and it is updated after; a single process updates it now.
-        let grads_a2b = Pending::new(dist, "genA2B.", grads_a2b)?;
-        let grads_a2b = if grads_a2b.is_local() {
-            opt_g.update("genA2B.", grads_a2b.finish(dist)?, lr);
-            None
-        } else {
-            Some(grads_a2b)
-        };
+        // genA2B is complete; the last pass does not read its weights, so it may move now.
+        updates.push("genA2B.", grads_a2b)?;
         drop((b2a2b, b2b, a2b));
 
         let cam_b2a = cam_loss(&b2a.cam_logit, true);
-        let loss = &cam_b2a * w.cam + carry(&b2a.image, &grad_fake_b2a);
-        accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &opt_g.parameters("genB2A."), false, false));
-        if let Some(grads) = grads_a2b {
-            opt_g.update("genA2B.", grads.finish(dist)?, lr);
-        }
-        opt_g.update("genB2A.", Pending::new(dist, "genB2A.", grads_b2a)?.finish(dist)?, lr);
+        let loss = updates.scale(&cam_b2a * w.cam) + carry(&b2a.image, &grad_fake_b2a);
+        accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &updates.parameters("genB2A."), false, false));
+        updates.push("genB2A.", grads_b2a)?;
+        updates.finish()?;
 
         Ok(GLosses {
             ga: ga.detach(),
