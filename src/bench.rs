@@ -48,6 +48,24 @@ pub fn time_steps(trainer: &mut Trainer, batch: i64, size: i64, warmup: u64, ite
     Ok(times[times.len() / 2])
 }
 
+/// Starts new peaks of the CUDA caching allocator on `device` (nothing on the CPU).
+pub fn reset_cuda_peaks(device: Device) {
+    if let Device::Cuda(i) = device {
+        let _ = crate::shim::cuda::memory_peaks(i, true);
+    }
+}
+
+/// The CUDA caching allocator's peaks on `device` since [`reset_cuda_peaks`], as printed by
+/// `ugatit bench` (`None` on the CPU).
+pub fn cuda_peaks(device: Device) -> Option<String> {
+    let Device::Cuda(i) = device else { return None };
+    let gib = |bytes: i64| bytes as f64 / (1u64 << 30) as f64;
+    Some(match crate::shim::cuda::memory_peaks(i, false) {
+        Ok(p) => format!("peak CUDA allocated {:.2} GiB, reserved {:.2} GiB", gib(p.allocated), gib(p.reserved)),
+        Err(e) => format!("no CUDA allocator statistics ({e})"),
+    })
+}
+
 /// FLOPs of one training step (without a gradient penalty), from one counted forward of each
 /// network: every generator runs three forwards (first translation, cycle, identity), each
 /// differentiated for its weights and inputs (backward ≈ 2× forward); every discriminator runs

@@ -70,7 +70,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .computing(compute)
         .distributed(dist.clone());
     let (batch_size, img_size) = (config.batch_size, config.img_size);
+    bench::reset_cuda_peaks(compute.device);
     let median = bench::time_steps(&mut trainer, batch_size, img_size, args.warmup, args.iters)?;
+    let cuda_peaks = bench::cuda_peaks(compute.device);
     if dist.as_ref().is_some_and(|d| !d.writes()) {
         return Ok(());
     }
@@ -82,7 +84,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let layout = if compute.channels_last { "channels-last" } else { "nchw" };
     println!(
         "ugatit {kind} img {img_size} batch {batch_size} ranks {ranks} device {} {} {layout} tf32 {}: {median:.4} s/iter (median of {}), \
-         {:.1} GFLOP/step, {:.1} GFLOP/s = {:.0}% of this machine's {} GEMM ({:.1} GFLOP/s), peak RSS {rss} MiB",
+         {:.1} GFLOP/step, {:.1} GFLOP/s = {:.0}% of this machine's {} GEMM ({:.1} GFLOP/s), peak RSS {rss} MiB{}",
         config.device,
         config.precision.name(),
         config.tf32,
@@ -92,6 +94,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         100.0 * flops / median / peak,
         config.precision.name(),
         peak / 1e9,
+        cuda_peaks.map(|p| format!(", {p}")).unwrap_or_default(),
     );
     if let Some(trace) = &args.profile {
         print_profile(&bench::profile_step(&mut trainer, batch_size, img_size, trace)?, trace);

@@ -5,6 +5,7 @@
 //! Every call that can fail returns the C++ exception's message as an error.
 
 pub mod c10d;
+pub mod cuda;
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
