@@ -27,7 +27,8 @@ pub fn group(store: &Store, world: &World, timeout: Duration) -> Result<Group> {
             &mut handle,
         )
     };
-    cuda::check(message).with_context(|| format!("starting NCCL on cuda:{}", world.local_rank))?;
+    // SAFETY: the message of the call just made.
+    unsafe { cuda::check(message) }.with_context(|| format!("starting NCCL on cuda:{}", world.local_rank))?;
     // SAFETY: a fresh handle from ugatit_nccl_new, owned by the group from now on.
     Ok(unsafe { Group::nccl_from_handle(handle) })
 }

@@ -50,7 +50,10 @@ pub fn symbol(name: &CStr) -> Result<*mut c_void> {
 }
 
 /// The error a CUDA-half call returned (a `strdup`ed message, released here), if any.
-pub fn check(message: *mut c_char) -> Result<()> {
+///
+/// # Safety
+/// `message` is null or a string the CUDA half allocated with `strdup`, not used afterwards.
+pub unsafe fn check(message: *mut c_char) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }
