@@ -85,6 +85,6 @@ pub fn memory_peaks(device: usize, reset: bool) -> Result<MemoryPeaks> {
     let peaks: Peaks = unsafe { std::mem::transmute::<*mut c_void, Peaks>(symbol) };
     let (mut allocated, mut reserved) = (0, 0);
     // SAFETY: plain values and out-pointers to locals.
-    check(unsafe { peaks(device as i32, reset, &mut allocated, &mut reserved) })?;
+    unsafe { check(peaks(device as i32, reset, &mut allocated, &mut reserved)) }?;
     Ok(MemoryPeaks { allocated, reserved })
 }
