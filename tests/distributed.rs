@@ -236,46 +236,61 @@ fn a_killed_or_interrupted_job_resumes_bit_for_bit() {
     }
 }
 
-#[test]
-fn a_dead_rank_is_named_and_the_job_stops() {
-    let dir = tmp("dead-rank");
-    let args = ["--nproc-per-node", "2", "--save-latest-freq", "2", "--dist-timeout", "20"];
+/// Starts a long 2-rank job with `--dist-timeout timeout`, sends `signal` to rank 1 after the
+/// first checkpoint, and waits for the launcher: its stderr, how long it took to stop after the
+/// signal, and rank 1's pid.
+fn signal_rank_1(name: &str, timeout: &str, signal: libc::c_int) -> (String, Duration, u32) {
+    let dir = tmp(name);
+    let args = ["--nproc-per-node", "2", "--save-latest-freq", "2", "--dist-timeout", timeout];
     let mut launcher = train(&dir, 100_000, &args).stderr(std::process::Stdio::piped()).spawn().unwrap();
     wait_for_checkpoint(&mut launcher, &latest(&dir));
     let rank1 = rank_pid(launcher.id(), 1);
-    let killed_at = Instant::now();
-    unsafe { libc::kill(rank1 as libc::pid_t, libc::SIGKILL) };
-    let out = launcher.wait_with_output().unwrap();
-    let elapsed = killed_at.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let mut stderr = launcher.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).map(|_| text)
+    });
+    let signalled_at = Instant::now();
+    let ranks = children(launcher.id());
+    unsafe { libc::kill(rank1 as libc::pid_t, signal) };
+    // A job that hangs fails this test instead of holding CI until its limit.
+    let mut status = None;
+    while status.is_none() && signalled_at.elapsed() < Duration::from_secs(120) {
+        status = launcher.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = signalled_at.elapsed();
+    let Some(status) = status else {
+        for pid in ranks {
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        let _ = launcher.kill();
+        panic!("the job still ran {} s after rank 1 got signal {signal}", elapsed.as_secs());
+    };
+    let err = reader.join().unwrap().unwrap();
+    assert!(!status.success(), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+    (err, elapsed, rank1)
+}
+
+#[test]
+fn a_dead_rank_is_named_and_the_job_stops() {
+    let (err, elapsed, _) = signal_rank_1("dead-rank", "20", libc::SIGKILL);
     assert!(elapsed < Duration::from_secs(45), "the job took {} s to stop", elapsed.as_secs());
     // The launcher names the rank, and rank 0's collective failure says it died.
     assert!(err.contains("rank 1 was killed by signal 9") && err.contains("stopped from outside"), "{err}");
     assert!(err.contains("rank 1 died"), "{err}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A rank that stops answering (SIGSTOP: no heartbeat, no collective) makes the others' collective
 /// time out after `--dist-timeout`; they name it and the launcher ends it.
 #[test]
 fn a_stalled_rank_times_out_and_is_named() {
-    let dir = tmp("stalled-rank");
-    let args = ["--nproc-per-node", "2", "--save-latest-freq", "2", "--dist-timeout", "8"];
-    let mut launcher = train(&dir, 100_000, &args).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    wait_for_checkpoint(&mut launcher, &latest(&dir));
-    let rank1 = rank_pid(launcher.id(), 1);
-    let stopped_at = Instant::now();
-    unsafe { libc::kill(rank1 as libc::pid_t, libc::SIGSTOP) };
-    let out = launcher.wait_with_output().unwrap();
-    let elapsed = stopped_at.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (err, elapsed, rank1) = signal_rank_1("stalled-rank", "8", libc::SIGSTOP);
     // The collective's timeout, then the launcher's grace of 10 s for the stalled rank.
     assert!(elapsed > Duration::from_secs(8) && elapsed < Duration::from_secs(45), "stopped after {elapsed:?}: {err}");
     assert!(err.contains("rank 0 exited with status 1") && err.contains("rank 1 died (no heartbeat"), "{err}");
     assert!(!running(rank1), "the launcher left the stalled rank behind");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The pid of `rank` among the launcher's children.

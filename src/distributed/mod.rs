@@ -221,6 +221,14 @@ impl Distributed {
         Ok(t.double_value(&[0]) > 0.0)
     }
 
+    /// The barrier after rank 0 wrote the files of a step: the other ranks, there first, wait up
+    /// to [`WRITE_TIMEOUT`] for rank 0; rank 0, there last, waits only the collective timeout,
+    /// so that a rank which stalled meanwhile is still found within `--dist-timeout`.
+    pub fn wait_for_rank_0_files(&self) -> Result<()> {
+        let timeout = if self.writes() { self.timeout } else { WRITE_TIMEOUT + self.timeout };
+        self.any(false, timeout, "waiting for rank 0's files").map(drop)
+    }
+
     /// Fails unless every rank holds exactly rank 0's variables: one checksum per variable,
     /// broadcast from rank 0 and compared bit for bit.
     pub fn check_identical(&self, vs: &VarStore, step: i64) -> Result<()> {

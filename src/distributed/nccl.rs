@@ -27,8 +27,7 @@ pub fn group(store: &Store, world: &World, timeout: Duration) -> Result<Group> {
             &mut handle,
         )
     };
-    // SAFETY: the message of the call just made.
-    unsafe { cuda::check(message) }.with_context(|| format!("starting NCCL on cuda:{}", world.local_rank))?;
+    crate::shim::check(message, &format!("starting NCCL on cuda:{}", world.local_rank))?;
     // SAFETY: a fresh handle from ugatit_nccl_new, owned by the group from now on.
     Ok(unsafe { Group::nccl_from_handle(handle) })
 }

@@ -49,20 +49,6 @@ pub fn symbol(name: &CStr) -> Result<*mut c_void> {
     Ok(symbol)
 }
 
-/// The error a CUDA-half call returned (a `strdup`ed message, released here), if any.
-///
-/// # Safety
-/// `message` is null or a string the CUDA half allocated with `strdup`, not used afterwards.
-pub unsafe fn check(message: *mut c_char) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a strdup'ed message from the CUDA half, released with free.
-    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    unsafe { libc::free(message.cast()) };
-    bail!("{text}")
-}
-
 /// Peak bytes of the CUDA caching allocator on one GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryPeaks {
@@ -85,6 +71,9 @@ pub fn memory_peaks(device: usize, reset: bool) -> Result<MemoryPeaks> {
     let peaks: Peaks = unsafe { std::mem::transmute::<*mut c_void, Peaks>(symbol) };
     let (mut allocated, mut reserved) = (0, 0);
     // SAFETY: plain values and out-pointers to locals.
-    unsafe { check(peaks(device as i32, reset, &mut allocated, &mut reserved)) }?;
+    super::check(
+        unsafe { peaks(device as i32, reset, &mut allocated, &mut reserved) },
+        "the CUDA allocator's statistics",
+    )?;
     Ok(MemoryPeaks { allocated, reserved })
 }

@@ -33,7 +33,7 @@ extern "C" {
 }
 
 /// Turns a shim call's returned message (null: success) into a `Result`.
-fn check(message: *mut c_char, what: &str) -> Result<()> {
+pub(crate) fn check(message: *mut c_char, what: &str) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }

@@ -21,7 +21,7 @@ use super::step::{LossTerms, PenaltyNoise, Trainer};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{BatchPlan, UnpairedLoader};
 use crate::data::rng::mix64;
-use crate::distributed::{Distributed, World, WRITE_TIMEOUT};
+use crate::distributed::{Distributed, World};
 use crate::model::UGATIT;
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -336,7 +336,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         }
         if let Some(dist) = dist.as_ref().filter(|_| writes_at(config, step, interrupted)) {
             // The others wait while rank 0 writes, then all check they still hold one model.
-            dist.any(false, WRITE_TIMEOUT + dist.timeout, "waiting for rank 0's files")?;
+            dist.wait_for_rank_0_files()?;
             dist.check_identical(&trainer.nets.vs, step)?;
         }
         if interrupted {
