@@ -51,6 +51,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     args.device.apply(&mut config);
     args.dist.apply(&mut config);
     config.validate()?;
+    // A benchmark saves nothing on Ctrl-C: the terminal's SIGINT ends the ranks directly.
     let (stop, signal) = (AtomicBool::new(false), AtomicI32::new(0));
     if let Some(code) = launch_if_asked(config.nproc_per_node, config.dist_timeout(), &stop, &signal)? {
         std::process::exit(code);

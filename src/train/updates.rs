@@ -73,6 +73,11 @@ impl<'a> Updates<'a> {
 
     /// Hands over the complete gradients of `group` (from a loss passed through [`Updates::scale`]).
     pub fn push(&mut self, group: &'static str, grads: Vec<Tensor>) -> Result<()> {
+        if self.dist.is_none() && self.scaler.is_none() {
+            // Nothing ever waits in a single process without a scaler.
+            self.opt.update(group, grads, self.lr);
+            return Ok(());
+        }
         let pending = match self.dist {
             Some(dist) => Pending::Reducing(dist.start_reduction(group, grads)?),
             None => Pending::Local(grads),
@@ -80,11 +85,6 @@ impl<'a> Updates<'a> {
         if self.scaler.is_none() {
             // The previous group's reduction has had this group's backward to run in.
             self.apply_waiting()?;
-            if self.dist.is_none() {
-                let Pending::Local(grads) = pending else { unreachable!("local without a job") };
-                self.opt.update(group, grads, self.lr);
-                return Ok(());
-            }
         }
         self.waiting.push((group, pending));
         Ok(())
