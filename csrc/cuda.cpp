@@ -1,18 +1,36 @@
 // The CUDA half of the shim, built by build.rs as its own shared object (libugatit_cuda.so) and
 // opened by src/distributed/nccl.rs only after libtorch_cuda.so is loaded, so that CPU processes
 // never map either. It creates NCCL process groups (the collectives on them run through
-// csrc/c10d.cpp, which sees any c10d::Backend alike) and reads the CUDA caching allocator's
-// statistics.
+// csrc/c10d.cpp, which sees any c10d::Backend alike), reads the CUDA caching allocator's
+// statistics, and captures and replays CUDA graphs.
 #define USE_C10D_NCCL
 #include "c10d.h"
 
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <optional>
+
+// A CUDA graph, and while it captures, the stream that was current before.
+struct UgatitGraph {
+  at::cuda::CUDAGraph graph;
+  std::optional<c10::cuda::CUDAStream> previous;
+};
+
+// `to` waits for the work queued on `from` so far.
+static void wait_for(c10::cuda::CUDAStream from, c10::cuda::CUDAStream to) {
+  at::cuda::CUDAEvent event;
+  event.record(from);
+  event.block(to);
+}
 
 extern "C" {
 
@@ -40,6 +58,75 @@ char* ugatit_cuda_memory_peaks(int device, bool reset, int64_t* allocated, int64
     *allocated = stats.allocated_bytes[all].peak;
     *reserved = stats.reserved_bytes[all].peak;
     if (reset) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return strdup(e.what());
+  }
+}
+
+// A new, empty graph.
+char* ugatit_graph_new(UgatitGraph** out) {
+  try {
+    *out = new UgatitGraph();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return strdup(e.what());
+  }
+}
+
+void ugatit_graph_free(UgatitGraph* graph) { delete graph; }
+
+// Starts capturing what this thread queues on the current GPU. A capture cannot run on the
+// default stream, so it runs on a side stream that first waits for the default stream's work;
+// allocations go to the graph's private memory pool.
+char* ugatit_graph_capture_begin(UgatitGraph* graph) {
+  try {
+    auto previous = c10::cuda::getCurrentCUDAStream();
+    auto side = c10::cuda::getStreamFromPool(false, previous.device_index());
+    wait_for(previous, side);
+    c10::cuda::setCurrentCUDAStream(side);
+    graph->previous = previous;
+    try {
+      graph->graph.capture_begin();
+    } catch (...) {
+      c10::cuda::setCurrentCUDAStream(previous);
+      graph->previous.reset();
+      throw;
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return strdup(e.what());
+  }
+}
+
+// Ends the capture, whether or not what it captured was valid, and goes back to the stream that
+// was current before it. On failure the CUDA error is cleared so that later work can run
+// without the graph.
+char* ugatit_graph_capture_end(UgatitGraph* graph) {
+  if (!graph->previous) return strdup("no capture is under way");
+  auto previous = *graph->previous;
+  graph->previous.reset();
+  char* error = nullptr;
+  try {
+    graph->graph.capture_end();
+  } catch (const std::exception& e) {
+    error = strdup(e.what());
+  }
+  auto side = c10::cuda::getCurrentCUDAStream();
+  c10::cuda::setCurrentCUDAStream(previous);
+  try {
+    wait_for(side, previous);
+  } catch (const std::exception& e) {
+    if (error == nullptr) error = strdup(e.what());
+  }
+  if (error != nullptr) (void)cudaGetLastError();
+  return error;
+}
+
+// Launches the captured work on the current stream.
+char* ugatit_graph_replay(UgatitGraph* graph) {
+  try {
+    graph->graph.replay();
     return nullptr;
   } catch (const std::exception& e) {
     return strdup(e.what());

@@ -5,6 +5,7 @@
 use crate::model::flops::counting;
 use crate::precision::Precision;
 use crate::shim::Profile;
+use crate::train::graphed::Steps;
 use crate::train::step::{PenaltyNoise, Trainer};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -28,17 +29,25 @@ fn random_batches(trainer: &Trainer, batch: i64, size: i64) -> (Tensor, Tensor, 
 }
 
 /// Median seconds per iteration of `iters` steps after `warmup` untimed ones, on fresh uniform
-/// batches of `[batch, 3, size, size]` each step.
+/// batches of `[batch, 3, size, size]` each step, run by `steps` (from a CUDA graph once it
+/// has captured one) and with their loss terms read, as training reads them.
 /// Under a distributed trainer each rank times its own steps, which wait for each other's
 /// all-reduces.
-pub fn time_steps(trainer: &mut Trainer, batch: i64, size: i64, warmup: u64, iters: u64) -> Result<f64> {
+pub fn time_steps(
+    trainer: &mut Trainer,
+    steps: &mut Steps,
+    batch: i64,
+    size: i64,
+    warmup: u64,
+    iters: u64,
+) -> Result<f64> {
     let device = trainer.compute.device;
     let mut times = Vec::new();
     for i in 0..warmup + iters {
         let (a, b, noise) = random_batches(trainer, batch, size);
         sync(device);
         let t = Instant::now();
-        trainer.step(&a, &b, &noise, 1e-4)?;
+        steps.step(trainer, &a, &b, &noise, 1e-4)?;
         sync(device);
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64());

@@ -8,6 +8,7 @@ use crate::choice::Choice;
 use crate::distributed::{launch::launch_if_asked, World};
 use crate::model::ugatit::UGATIT;
 use crate::train::config::TrainConfig;
+use crate::train::graphed::Steps;
 use crate::train::optim::AdamConfig;
 use crate::train::step::{LossWeights, Trainer};
 use anyhow::Result;
@@ -72,7 +73,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .distributed(dist.clone());
     let (batch_size, img_size) = (config.batch_size, config.img_size);
     bench::reset_cuda_peaks(compute.device);
-    let median = bench::time_steps(&mut trainer, batch_size, img_size, args.warmup, args.iters)?;
+    let mut steps = Steps::new(config.cuda_graphs, &trainer);
+    let median = bench::time_steps(&mut trainer, &mut steps, batch_size, img_size, args.warmup, args.iters)?;
     let cuda_peaks = bench::cuda_peaks(compute.device);
     if dist.as_ref().is_some_and(|d| !d.writes()) {
         return Ok(());
@@ -83,8 +85,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let peak = bench::gemm_flops_per_s(config.precision, compute.device);
     let kind = if config.light { "light" } else { "full" };
     let layout = if compute.channels_last { "channels-last" } else { "nchw" };
+    let graphs = if steps.replaying() { " cuda-graphs" } else { "" };
     println!(
-        "ugatit {kind} img {img_size} batch {batch_size} ranks {ranks} device {} {} {layout} tf32 {}: {median:.4} s/iter (median of {}), \
+        "ugatit {kind} img {img_size} batch {batch_size} ranks {ranks} device {} {} {layout}{graphs} tf32 {}: {median:.4} s/iter (median of {}), \
          {:.1} GFLOP/step, {:.1} GFLOP/s = {:.0}% of this machine's {} GEMM ({:.1} GFLOP/s), peak RSS {rss} MiB{}",
         config.device,
         config.precision.name(),

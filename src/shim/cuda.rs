@@ -77,3 +77,75 @@ pub fn memory_peaks(device: usize, reset: bool) -> Result<MemoryPeaks> {
     )?;
     Ok(MemoryPeaks { allocated, reserved })
 }
+
+type GraphCall = unsafe extern "C" fn(*mut c_void) -> *mut c_char;
+
+/// A CUDA graph (`at::cuda::CUDAGraph`): the kernels some work queued on the GPU, captured once
+/// and launched again by [`Graph::replay`] without the host's per-kernel cost. A replay reads and
+/// writes the very tensors the capture saw, so the work's inputs are copied into those tensors
+/// first, and its outputs are read from the tensors the capture returned.
+pub struct Graph {
+    handle: *mut c_void,
+    replay: GraphCall,
+}
+
+impl Graph {
+    /// Captures the work `work` queues on the current GPU. Nothing runs while it captures: the
+    /// work runs at the first [`Graph::replay`]. Any failure, a panic of `work` (tch's way of
+    /// reporting a libtorch error) included, is the error, and the GPU is usable afterwards.
+    pub fn capture<T>(work: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
+        let call = |name: &CStr| -> Result<GraphCall> {
+            // SAFETY: csrc/cuda.cpp's graph functions take a graph handle and return an error.
+            Ok(unsafe { std::mem::transmute::<*mut c_void, GraphCall>(symbol(name)?) })
+        };
+        let (begin, end, replay) =
+            (call(c"ugatit_graph_capture_begin")?, call(c"ugatit_graph_capture_end")?, call(c"ugatit_graph_replay")?);
+        let new = symbol(c"ugatit_graph_new")?;
+        // SAFETY: the symbol has csrc/cuda.cpp's signature.
+        let new: unsafe extern "C" fn(*mut *mut c_void) -> *mut c_char = unsafe { std::mem::transmute(new) };
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: an out-pointer to a local.
+        super::check(unsafe { new(&mut handle) }, "creating a CUDA graph")?;
+        let graph = Graph { handle, replay };
+        // SAFETY: a live graph handle.
+        super::check(unsafe { begin(graph.handle) }, "starting a CUDA graph capture")?;
+        let out = quietly(work);
+        // SAFETY: ends the capture begun above, whatever `work` did.
+        let ended = super::check(unsafe { end(graph.handle) }, "ending the CUDA graph capture");
+        let out = out?;
+        ended?;
+        Ok((graph, out))
+    }
+
+    /// Runs the captured work again, on the current stream.
+    pub fn replay(&self) -> Result<()> {
+        // SAFETY: a live graph handle whose capture ended well.
+        super::check(unsafe { (self.replay)(self.handle) }, "replaying a CUDA graph")
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        if let Ok(free) = symbol(c"ugatit_graph_free") {
+            // SAFETY: the handle came from ugatit_graph_new and is freed exactly once.
+            let free: unsafe extern "C" fn(*mut c_void) = unsafe { std::mem::transmute(free) };
+            unsafe { free(self.handle) };
+        }
+    }
+}
+
+/// `work`'s result, with a panic turned into an error carrying its message (and not printed).
+fn quietly<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    std::panic::set_hook(hook);
+    out.unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        bail!("{}", text.lines().next().unwrap_or(text))
+    })
+}

@@ -54,8 +54,10 @@ macro_rules! train_settings {
                 device: String = "cpu".to_string(), any;
                 /// CUDA: TF32 tensor-core convolutions (PyTorch's default; faster, ~1e-3 relative error).
                 tf32: bool = false, any;
-                /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible).
+                /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible; on whenever --cuda-graphs is).
                 cudnn_benchmark: bool = false, any;
+                /// CUDA: capture a training step (and a translation batch) into a CUDA graph after warm-up and replay it (single-process, fp32 or bf16); false runs every kernel from the host.
+                cuda_graphs: bool = true, any;
                 /// Arithmetic of convolutions, linear layers and matrix products: fp32 (the references'), bf16 (CPU or CUDA) or fp16 (CUDA); norms, losses and weights stay fp32.
                 precision: Precision = Precision::Fp32, any;
                 /// Activation layout: auto (channels-last for translation on CPU and for bf16/fp16 on CUDA), channels-last or contiguous.
@@ -329,9 +331,10 @@ impl TrainConfig {
         }
     }
 
-    /// The `tf32` and `cudnn_benchmark` settings.
+    /// The `tf32` and `cudnn_benchmark` settings; a graph's shapes are fixed, so `cuda_graphs`
+    /// lets cuDNN pick its algorithms for them.
     pub fn cuda_settings(&self) -> crate::device::CudaSettings {
-        crate::device::CudaSettings { tf32: self.tf32, cudnn_benchmark: self.cudnn_benchmark }
+        crate::device::CudaSettings { tf32: self.tf32, cudnn_benchmark: self.cudnn_benchmark || self.cuda_graphs }
     }
 
     /// Starts the device settings: the CUDA switches, `device`, then `precision` and

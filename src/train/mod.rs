@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
+pub mod graphed;
 pub mod log;
 pub mod losses;
 pub mod optim;

@@ -37,21 +37,43 @@ pub struct Adam {
     slots: Vec<Slot>,
     /// Updates taken so far.
     pub step: i64,
+    /// The update's two coefficients (see [`Adam::begin_update`]) and the weight decay, as
+    /// scalar tensors on the parameters' device: an update reads them there, so that a CUDA graph
+    /// that captured one update replays every later one (the host sets them before each replay).
+    scale: Tensor,
+    offset: Tensor,
+    decay: Tensor,
 }
 
 impl Adam {
     pub fn new(params: Vec<(String, Tensor)>, config: AdamConfig) -> Self {
-        let slots = params
+        let slots: Vec<Slot> = params
             .into_iter()
             .map(|(name, param)| Slot { exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), name, param })
             .collect();
-        Self { config, slots, step: 0 }
+        let device = slots.first().map_or(tch::Device::Cpu, |s| s.param.device());
+        let scalar = |v: f64| Tensor::from(v as f32).to_device(device);
+        Self { scale: scalar(0.0), offset: scalar(0.0), decay: scalar(config.weight_decay), config, slots, step: 0 }
     }
 
-    /// Starts the next update: advances the step count that bias correction uses. Each parameter
-    /// then moves once, by [`Adam::minimize`] or [`Adam::update`] on its group.
-    pub fn begin_update(&mut self) {
+    /// Starts the next update at learning rate `lr`: advances the step count that bias
+    /// correction uses and sets the update's coefficients. Each parameter then moves once, by
+    /// [`Adam::minimize`] or [`Adam::update`] on its group.
+    ///
+    /// torch computes `p −= (lr/bias1) · m / (√v / bias2_sqrt + eps)`; folding the step size into
+    /// the denominator, `p += m / (√v · scale + offset)`, makes the update four in-place passes
+    /// over each tensor after the moments (torch's own capturable Adam folds it alike). At
+    /// `lr = 0` (a decayed run's last step) `scale = 0, offset = ∞` leaves every parameter where it
+    /// is while the moments move, as torch's update does.
+    pub fn begin_update(&mut self, lr: f64) {
         self.step += 1;
+        let AdamConfig { beta1, beta2, eps, .. } = self.config;
+        let bias1 = 1.0 - beta1.powi(self.step as i32);
+        let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
+        let (scale, offset) =
+            if lr == 0.0 { (0.0, f64::INFINITY) } else { (-bias1 / (lr * bias2_sqrt), -eps * bias1 / lr) };
+        let _ = self.scale.fill_(scale);
+        let _ = self.offset.fill_(offset);
     }
 
     /// Takes back [`Adam::begin_update`] when the update is skipped (fp16's non-finite gradients).
@@ -65,31 +87,24 @@ impl Adam {
         self.slots.iter().filter(|s| s.name.starts_with(group)).map(|s| &s.param).collect()
     }
 
-    /// Moves the parameters of `group` at learning rate `lr` to lower `loss`.
+    /// Moves the parameters of `group` to lower `loss`.
     ///
     /// Gradients are computed for these parameters only, so the backward pass skips every other
     /// weight's gradient, and each is freed as soon as its parameter moves: unlike torch's `.grad`,
     /// no gradient outlives the update.
-    pub fn minimize(&mut self, group: &str, loss: &Tensor, lr: f64) {
+    pub fn minimize(&mut self, group: &str, loss: &Tensor) {
         let grads = Tensor::run_backward(&[loss], &self.parameters(group), false, false);
-        self.update(group, grads, lr);
+        self.update(group, grads);
     }
 
-    /// Moves the parameters of `group` at learning rate `lr` by their gradients `grads` (in
-    /// [`Adam::parameters`] order; an undefined one leaves its parameter and moments alone, as
-    /// torch skips a `None` gradient).
-    pub fn update(&mut self, group: &str, grads: Vec<Tensor>, lr: f64) {
-        let AdamConfig { beta1, beta2, eps, weight_decay } = self.config;
-        let bias1 = 1.0 - beta1.powi(self.step as i32);
-        let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
-        // torch: p −= (lr/bias1) · m / (√v / bias2_sqrt + eps). The step size is folded into the
-        // denominator so the update is four in-place passes over each tensor after the moments.
-        let (scale, offset) = (-bias1 / (lr * bias2_sqrt), -eps * bias1 / lr);
-        let mut slots = self.slots.iter_mut().filter(|s| s.name.starts_with(group)).peekable();
-        let Some(device) = slots.peek().map(|s| s.param.device()) else { return };
+    /// Moves the parameters of `group` by their gradients `grads` (in [`Adam::parameters`] order;
+    /// an undefined one leaves its parameter and moments alone, as torch skips a `None` gradient),
+    /// at the learning rate [`Adam::begin_update`] was given.
+    pub fn update(&mut self, group: &str, grads: Vec<Tensor>) {
+        let AdamConfig { beta1, beta2, weight_decay, .. } = self.config;
+        let Self { slots, scale, offset, decay, .. } = self;
+        let slots = slots.iter_mut().filter(|s| s.name.starts_with(group));
         tch::no_grad(|| {
-            // On the parameters' device: a ternary op takes no CPU scalar tensor beside CUDA ones.
-            let decay = Tensor::from(weight_decay).to_device(device);
             for (slot, mut grad) in slots.zip(grads) {
                 if !grad.defined() {
                     continue;
@@ -102,16 +117,12 @@ impl Adam {
                 // In place, without temporaries: these gradients are ours, and once the moments
                 // have them the gradient's memory holds the denominator.
                 if weight_decay != 0.0 {
-                    let _ = grad.addcmul_(&slot.param, &decay);
+                    let _ = grad.addcmul_(&slot.param, decay);
                 }
                 let _ = slot.exp_avg.lerp_(&grad, 1.0 - beta1);
                 let _ = slot.exp_avg_sq.lerp_(&grad.square_(), 1.0 - beta2);
-                if lr == 0.0 {
-                    // The last step of a decayed run: the moments move, the parameters cannot.
-                    continue;
-                }
                 let denom = slot.exp_avg_sq.sqrt_out(&grad);
-                let _ = grad.g_mul_scalar_(scale).g_add_scalar_(offset);
+                let _ = grad.g_mul_(scale).g_add_(offset);
                 let _ = slot.param.addcdiv_(&slot.exp_avg, &denom);
             }
         });

@@ -14,6 +14,7 @@
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::evaluate::Evaluator;
+use super::graphed::Steps;
 use super::optim::{learning_rate, AdamConfig};
 use super::outputs::{writes_at, Outputs};
 use super::run_dir::{RunLock, RunPaths};
@@ -282,6 +283,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         .sharded(rank, ranks)?;
     let mut loader = UnpairedLoader::with_plan(plan, (done + 1) as u64, workers)?;
     let bar = if writer { progress_bar(done + 1, config.iteration) } else { ProgressBar::hidden() };
+    let mut steps = Steps::new(config.cuda_graphs, &trainer);
     let started = Instant::now();
     let mut last_losses = (f64::NAN, f64::NAN);
     let say = |line: String| {
@@ -301,7 +303,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         let lr = learning_rate(config.lr, step, config.iteration, config.decay_flag);
         tch::manual_seed(step_seed(config.seed, step));
         let noise = PenaltyNoise::draw_part(config.gan_type, &real_a, rank, ranks);
-        let losses = trainer.step(&real_a, &real_b, &noise, lr)?.values()?;
+        let losses = steps.step(&mut trainer, &real_a, &real_b, &noise, lr)?;
         let (d_loss, g_loss) = (losses.d_loss, losses.g_loss);
         last_losses = (d_loss, g_loss);
         let named: Vec<(&'static str, f64)> =

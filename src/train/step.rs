@@ -258,7 +258,22 @@ impl Trainer {
         Self { dist, ..self }
     }
 
-    /// Runs one iteration at learning rate `lr` on the batches `real_a`, `real_b`.
+    /// Runs one iteration at learning rate `lr` on the batches `real_a`, `real_b`: [`Trainer::begin`]
+    /// then [`Trainer::compute`].
+    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> Result<StepLosses> {
+        self.begin(lr);
+        self.compute(real_a, real_b, noise)
+    }
+
+    /// What an iteration at learning rate `lr` sets on the host before its work on the device
+    /// (the optimisers' step counts and coefficients): a CUDA graph of [`Trainer::compute`]
+    /// replays every iteration after this.
+    pub fn begin(&mut self, lr: f64) {
+        self.opt_d.begin_update(lr);
+        self.opt_g.begin_update(lr);
+    }
+
+    /// The iteration's work after [`Trainer::begin`].
     ///
     /// In low precision the whole iteration, backward passes included, runs in one autocast
     /// region: the backward's kernels follow the dtypes of the forward they differentiate, and
@@ -266,14 +281,14 @@ impl Trainer {
     ///
     /// Distributed, the gradients and the reported terms are averaged over the ranks; a failed
     /// collective is the error.
-    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise, lr: f64) -> Result<StepLosses> {
+    pub fn compute(&mut self, real_a: &Tensor, real_b: &Tensor, noise: &PenaltyNoise) -> Result<StepLosses> {
         let (real_a, real_b) = (&self.compute.input(real_a), &self.compute.input(real_b));
         let _region = self.compute.region();
         // First translations, with the generators' graphs kept for the generator step.
         let a2b = self.nets.gen_a2b.forward(real_a);
         let b2a = self.nets.gen_b2a.forward(real_b);
-        let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise, lr)?;
-        let g = self.generator_step(real_a, real_b, a2b, b2a, lr)?;
+        let d = self.discriminator_step(real_a, real_b, &a2b.image.detach(), &b2a.image.detach(), noise)?;
+        let g = self.generator_step(real_a, real_b, a2b, b2a)?;
         self.nets.clip_rho();
         let w = self.weights;
 
@@ -337,7 +352,6 @@ impl Trainer {
         fake_a2b: &Tensor,
         fake_b2a: &Tensor,
         noise: &PenaltyNoise,
-        lr: f64,
     ) -> Result<DLosses> {
         let Self { nets, opt_d, gan, weights, dist, scalers, .. } = self;
         let gan = *gan;
@@ -350,7 +364,7 @@ impl Trainer {
         // Each discriminator is updated once its gradients are complete (their losses do not read
         // each other's weights): see `updates.rs` for when, single, distributed and in fp16.
         let scaler = scalers.as_mut().map(|[d, _]| d);
-        let mut updates = Updates::begin(opt_d, dist, scaler, "discriminators'", lr);
+        let mut updates = Updates::begin(opt_d, dist, scaler, "discriminators'");
         let mut one = |name: &'static str, d: &Discriminator, real: &Tensor, fake: &Tensor, x: &Option<Tensor>| {
             let terms = d_terms(gan, d, real, fake);
             let gp = match x {
@@ -383,12 +397,11 @@ impl Trainer {
         real_b: &Tensor,
         a2b: GeneratorOutput,
         b2a: GeneratorOutput,
-        lr: f64,
     ) -> Result<GLosses> {
         let Self { nets, opt_g, gan, weights: w, dist, scalers, .. } = self;
         let gan = *gan;
         let scaler = scalers.as_mut().map(|[_, g]| g);
-        let mut updates = Updates::begin(opt_g, dist, scaler, "generators'", lr);
+        let mut updates = Updates::begin(opt_g, dist, scaler, "generators'");
         let (fake_a2b, fake_b2a) = (cut(&a2b.image), cut(&b2a.image));
 
         let (ga, la) = (g_terms(gan, &nets.dis_ga, &fake_b2a), g_terms(gan, &nets.dis_la, &fake_b2a));

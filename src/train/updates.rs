@@ -34,15 +34,14 @@ impl Pending {
     }
 }
 
-/// One optimiser's update of one step: [`Adam::begin_update`] on creation, then each group's
-/// gradients by [`Updates::push`], then [`Updates::finish`].
+/// One optimiser's update of one step, after its [`Adam::begin_update`]: each group's gradients
+/// by [`Updates::push`], then [`Updates::finish`].
 pub struct Updates<'a> {
     opt: &'a mut Adam,
     dist: &'a Option<Rc<Distributed>>,
     scaler: Option<&'a mut LossScaler>,
     /// What the scaler's messages call this optimiser.
     what: &'static str,
-    lr: f64,
     waiting: Vec<(&'static str, Pending)>,
 }
 
@@ -52,10 +51,8 @@ impl<'a> Updates<'a> {
         dist: &'a Option<Rc<Distributed>>,
         scaler: Option<&'a mut LossScaler>,
         what: &'static str,
-        lr: f64,
     ) -> Self {
-        opt.begin_update();
-        Self { opt, dist, scaler, what, lr, waiting: Vec::new() }
+        Self { opt, dist, scaler, what, waiting: Vec::new() }
     }
 
     /// The parameters of `group`, for its backward pass.
@@ -75,7 +72,7 @@ impl<'a> Updates<'a> {
     pub fn push(&mut self, group: &'static str, grads: Vec<Tensor>) -> Result<()> {
         if self.dist.is_none() && self.scaler.is_none() {
             // Nothing ever waits in a single process without a scaler.
-            self.opt.update(group, grads, self.lr);
+            self.opt.update(group, grads);
             return Ok(());
         }
         let pending = match self.dist {
@@ -93,7 +90,7 @@ impl<'a> Updates<'a> {
     fn apply_waiting(&mut self) -> Result<()> {
         for (group, pending) in std::mem::take(&mut self.waiting) {
             let grads = pending.finish(self.dist)?;
-            self.opt.update(group, grads, self.lr);
+            self.opt.update(group, grads);
         }
         Ok(())
     }
@@ -111,7 +108,7 @@ impl<'a> Updates<'a> {
         }
         if finite {
             for (group, grads) in groups {
-                self.opt.update(group, grads, self.lr);
+                self.opt.update(group, grads);
             }
         } else {
             self.opt.cancel_update();

@@ -1,0 +1,151 @@
+//! CUDA graphs (`--cuda-graphs`) and the device-side optimiser state they rely on:
+//!
+//! - on the CPU: Adam's coefficients, set on the host before each update and read on the device,
+//!   leave the parameters alone at learning rate 0 (a decayed run's last step) while the moments
+//!   move; iterations on the CPU run as written;
+//! - with `UGATIT_TEST_DEVICE=cuda` (skipped, visibly, elsewhere): a graph replays what it
+//!   captured on new inputs; a capture that fails, by an error or a libtorch panic, is an error
+//!   and the GPU computes on; training from a replayed graph computes what eager training does,
+//!   in fp32 and bf16, lsgan and wgan-gp, through a learning rate that decays to 0.
+
+mod common;
+
+use common::{assert_close, device};
+use tch::{Device, Kind, Tensor};
+use ugatit::model::UGATIT;
+use ugatit::precision::{Compute, MemoryFormat, Precision, Workload};
+use ugatit::train::config::TrainConfig;
+use ugatit::train::graphed::{Steps, WARMUP};
+use ugatit::train::losses::GanType;
+use ugatit::train::optim::{learning_rate, Adam, AdamConfig};
+use ugatit::train::step::{LossWeights, PenaltyNoise, Trainer, LOSS_NAMES};
+
+/// Whether the CUDA tests run here; prints the skip past the harness's capture otherwise.
+fn on_cuda(test: &str) -> bool {
+    if device().is_cuda() {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} needs UGATIT_TEST_DEVICE=cuda");
+    false
+}
+
+#[test]
+fn adam_at_learning_rate_zero_moves_the_moments_only() {
+    let param = Tensor::from_slice(&[0.5f32, -1.25, 0.0, 3.0]).set_requires_grad(true);
+    let mut adam = Adam::new(vec![("w".into(), param.shallow_clone())], AdamConfig::default());
+    let before = param.detach().copy();
+    adam.begin_update(1e-2);
+    adam.minimize("w", &(&param * &param).sum(Kind::Float));
+    let moved = param.detach().copy();
+    assert!(!moved.equal(&before), "a step at 1e-2 moved nothing");
+    let moments = adam.state("").into_iter().map(|(_, t)| t.copy()).collect::<Vec<_>>();
+    adam.begin_update(0.0);
+    adam.minimize("w", &(&param * &param).sum(Kind::Float));
+    assert!(param.detach().equal(&moved), "a step at learning rate 0 moved the parameters");
+    for ((name, now), then) in adam.state("").into_iter().zip(moments) {
+        assert!(!now.equal(&then), "{name} did not move at learning rate 0");
+    }
+    assert_eq!(adam.step, 2);
+}
+
+fn tiny() -> TrainConfig {
+    TrainConfig { light: true, img_size: 32, ch: 4, n_res: 1, n_dis: 4, ..TrainConfig::default() }
+}
+
+fn trainer(init: &UGATIT, gan: GanType, precision: Precision) -> Trainer {
+    let mut nets = UGATIT::new(tiny().model_config().unwrap(), init.vs.device());
+    nets.vs.copy(&init.vs).unwrap();
+    let compute = Compute::new(init.vs.device(), precision, MemoryFormat::Auto, Workload::Training).unwrap();
+    Trainer::new(nets, gan, LossWeights::default(), AdamConfig::default()).computing(compute)
+}
+
+/// `iterations` iterations by `steps` on batches and draws made from each step's seed (as
+/// training makes them), the learning rate decaying to 0 at the last: every step's loss terms.
+fn train(trainer: &mut Trainer, steps: &mut Steps, iterations: i64) -> Vec<Vec<f64>> {
+    let device = trainer.compute.device;
+    (1..=iterations)
+        .map(|step| {
+            tch::manual_seed(1000 + step);
+            let a = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device);
+            let b = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device);
+            let noise = PenaltyNoise::draw(trainer.gan, &a);
+            let lr = learning_rate(1e-4, step, iterations, true);
+            steps.step(trainer, &a, &b, &noise, lr).unwrap().into_values()
+        })
+        .collect()
+}
+
+#[test]
+fn iterations_on_the_cpu_run_as_written() {
+    tch::manual_seed(5);
+    let init = UGATIT::new(tiny().model_config().unwrap(), Device::Cpu);
+    let (mut plain, mut run) =
+        (trainer(&init, GanType::Lsgan, Precision::Fp32), trainer(&init, GanType::Lsgan, Precision::Fp32));
+    let (mut eager_steps, mut steps) = (Steps::new(false, &plain), Steps::new(true, &run));
+    let eager = train(&mut plain, &mut eager_steps, WARMUP as i64 + 2);
+    assert_eq!(train(&mut run, &mut steps, WARMUP as i64 + 2), eager);
+    assert!(!steps.replaying(), "a CPU trainer replayed a graph");
+}
+
+#[test]
+fn a_graph_replays_on_new_inputs() {
+    if !on_cuda("a_graph_replays_on_new_inputs") {
+        return;
+    }
+    use ugatit::shim::cuda::Graph;
+    let x = Tensor::zeros([1000], (Kind::Float, device()));
+    let (graph, y) = Graph::capture(|| Ok((&x * 2.0 + 1.0).relu())).unwrap();
+    for shift in [-3.0, 0.5, 7.0] {
+        let input = Tensor::arange(1000, (Kind::Float, device())) * 0.01 + shift;
+        x.shallow_clone().copy_(&input);
+        graph.replay().unwrap();
+        assert!(y.equal(&(&input * 2.0 + 1.0).relu()), "replay with shift {shift}");
+    }
+}
+
+#[test]
+fn a_failed_capture_is_an_error_and_the_gpu_computes_on() {
+    if !on_cuda("a_failed_capture_is_an_error_and_the_gpu_computes_on") {
+        return;
+    }
+    use ugatit::shim::cuda::Graph;
+    let x = Tensor::ones([16], (Kind::Float, device()));
+    let err = Graph::capture(|| -> anyhow::Result<()> { anyhow::bail!("refused") }).err().unwrap();
+    assert!(format!("{err:#}").contains("refused"), "{err:#}");
+    // Reading a value waits for the GPU, which a capture forbids: libtorch's error, as tch's panic.
+    let err = Graph::capture(|| Ok((&x * 3.0).sum(Kind::Float).double_value(&[]))).err();
+    assert!(err.is_some(), "a synchronising capture succeeded");
+    assert_eq!((&x * 3.0).sum(Kind::Float).double_value(&[]), 48.0, "the GPU after a failed capture");
+}
+
+#[test]
+fn graphed_training_computes_what_eager_training_does() {
+    if !on_cuda("graphed_training_computes_what_eager_training_does") {
+        return;
+    }
+    let iterations = WARMUP as i64 + 6;
+    for (gan, precision) in
+        [(GanType::Lsgan, Precision::Fp32), (GanType::WganGp, Precision::Fp32), (GanType::Lsgan, Precision::Bf16)]
+    {
+        tch::manual_seed(11);
+        let init = UGATIT::new(tiny().model_config().unwrap(), device());
+        let mut plain = trainer(&init, gan, precision);
+        let mut eager_steps = Steps::new(false, &plain);
+        let eager = train(&mut plain, &mut eager_steps, iterations);
+        let mut graphed = trainer(&init, gan, precision);
+        let mut steps = Steps::new(true, &graphed);
+        let replayed = train(&mut graphed, &mut steps, iterations);
+        assert!(steps.replaying(), "{gan:?} {precision:?}: the step was not captured");
+        let case = format!("{gan:?} {precision:?}");
+        for (step, (e, r)) in eager.iter().zip(&replayed).enumerate() {
+            for ((name, e), r) in LOSS_NAMES.iter().zip(e).zip(r) {
+                assert!((e - r).abs() <= 1e-4 * e.abs().max(1.0), "{case} step {}: {name} {r} vs eager {e}", step + 1);
+            }
+        }
+        for (name, t) in plain.nets.vs.variables() {
+            assert_close(&format!("{case} {name}"), &graphed.nets.vs.variables()[&name], &t, 1e-4);
+        }
+        assert_eq!((graphed.opt_g.step, graphed.opt_d.step), (iterations, iterations), "{case}");
+    }
+}
