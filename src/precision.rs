@@ -1,5 +1,6 @@
-//! How the networks compute: the arithmetic precision (`--precision`) and the activations'
-//! memory layout (`--memory-format`), resolved for a device into a [`Compute`].
+//! How the networks compute: the arithmetic precision (`--precision`), the activations' memory
+//! layout (`--memory-format`) and CUDA graphs (`--cuda-graphs`), resolved for a device into a
+//! [`Compute`].
 //!
 //! Low precision is mixed precision, as `torch.autocast` defines it: convolutions, linear layers
 //! and matrix products run in bfloat16 or float16; the normalisations (instance norm, AdaLIN,
@@ -73,6 +74,9 @@ pub struct Compute {
     pub device: Device,
     pub precision: Precision,
     pub channels_last: bool,
+    /// Repeated work of fixed shapes (a training step, a translation batch) is captured into a
+    /// CUDA graph and replayed (`--cuda-graphs`; CUDA only).
+    pub cuda_graphs: bool,
 }
 
 impl Compute {
@@ -87,12 +91,17 @@ impl Compute {
             MemoryFormat::ChannelsLast => true,
             MemoryFormat::Contiguous => false,
         };
-        Ok(Self { device, precision, channels_last })
+        Ok(Self { device, precision, channels_last, cuda_graphs: false })
     }
 
     /// float32 NCHW on `device`: the references' arithmetic and layout.
     pub fn reference(device: Device) -> Self {
-        Self { device, precision: Precision::Fp32, channels_last: false }
+        Self { device, precision: Precision::Fp32, channels_last: false, cuda_graphs: false }
+    }
+
+    /// The same with CUDA graphs where `on` and the device is a GPU.
+    pub fn with_cuda_graphs(self, on: bool) -> Self {
+        Self { cuda_graphs: on && self.device.is_cuda(), ..self }
     }
 
     /// The autocast region for this precision (`None` for float32); forwards run inside it.

@@ -12,10 +12,12 @@ use crate::model::generator::Config;
 use crate::model::{tf_generator, Generate, GeneratorOutput, ResnetGenerator, TfGenerator};
 use crate::pictures::{heatmap_tile, image_tile};
 use crate::precision::Compute;
+use crate::shim::cuda::Graph;
 use crate::train::config::{checks, TrainConfig};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -77,6 +79,32 @@ pub struct Translator {
     pub config: Config,
     /// Precision and layout of its arithmetic ([`Compute::reference`] unless set).
     pub compute: Compute,
+    /// The batch shape translated from a CUDA graph, with `compute.cuda_graphs`.
+    replay: Mutex<Replay>,
+}
+
+/// Where translating from a CUDA graph stands: the first batch of a shape runs as written
+/// (warm-up), the second of that shape is captured, and later ones of that shape replay it;
+/// batches of other shapes (a smaller last one) run as written.
+#[derive(Default)]
+enum Replay {
+    #[default]
+    Idle,
+    Warmed(Vec<i64>),
+    Captured(Box<CapturedBatch>),
+    /// A capture or replay failed (said once): batches run as written.
+    Off,
+}
+
+/// A captured translation: the input it reads and the outputs it writes.
+struct CapturedBatch {
+    graph: Graph,
+    input: Tensor,
+    output: GeneratorOutput,
+}
+
+fn copied(out: &GeneratorOutput) -> GeneratorOutput {
+    GeneratorOutput { image: out.image.copy(), cam_logit: out.cam_logit.copy(), heatmap: out.heatmap.copy() }
 }
 
 impl Generate for Translator {
@@ -150,7 +178,7 @@ impl Translator {
             }
         }
         copy_into(tensors, &prefix, &vs, path)?;
-        Ok(Self { vs, generator, config, compute: Compute::reference(device) })
+        Ok(Self { vs, generator, config, compute: Compute::reference(device), replay: Mutex::default() })
     }
 
     /// Both generators of a checkpoint read from `path`, computing as `compute` says (see
@@ -176,11 +204,73 @@ impl Translator {
         test_transform(img, self.config.img_size as u32)
     }
 
-    /// Translates a batch `[B, 3, S, S]` in [-1, 1] (outputs in float32 whatever the precision).
+    /// Translates a batch `[B, 3, S, S]` in [-1, 1] (outputs in float32 whatever the precision),
+    /// from a CUDA graph when `compute.cuda_graphs` and a batch of this shape was seen before.
     pub fn translate(&self, xs: &Tensor) -> GeneratorOutput {
+        if self.compute.cuda_graphs {
+            if let Some(out) = self.replayed(xs) {
+                return out;
+            }
+        }
+        self.run(xs)
+    }
+
+    /// Whether batches are translated from a captured graph.
+    pub fn replays_a_graph(&self) -> bool {
+        matches!(*self.replay.lock().unwrap_or_else(PoisonError::into_inner), Replay::Captured(_))
+    }
+
+    fn run(&self, xs: &Tensor) -> GeneratorOutput {
         let xs = self.compute.input(xs);
         let _region = self.compute.region();
         tch::no_grad(|| self.generator.generate(&xs))
+    }
+
+    /// The batch translated from the graph, where [`Replay`] says it is.
+    fn replayed(&self, xs: &Tensor) -> Option<GeneratorOutput> {
+        let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        let shape = xs.size();
+        let failed = |what: &str, e: anyhow::Error| {
+            eprintln!("CUDA graphs are off: {what} a translation batch failed ({e:#}); translating without them");
+        };
+        match &mut *replay {
+            Replay::Off => None,
+            Replay::Captured(captured) if captured.input.size() == shape => {
+                captured.input.copy_(xs);
+                match captured.graph.replay() {
+                    Ok(()) => Some(copied(&captured.output)),
+                    Err(e) => {
+                        failed("replaying", e);
+                        *replay = Replay::Off;
+                        None
+                    }
+                }
+            }
+            Replay::Captured(_) => None,
+            Replay::Warmed(seen) if *seen == shape => {
+                let input = xs.copy();
+                let captured = Graph::capture(|| Ok(self.run(&input))).and_then(|(graph, output)| {
+                    graph.replay()?;
+                    Ok(CapturedBatch { graph, input, output })
+                });
+                match captured {
+                    Ok(captured) => {
+                        let out = copied(&captured.output);
+                        *replay = Replay::Captured(Box::new(captured));
+                        Some(out)
+                    }
+                    Err(e) => {
+                        failed("capturing", e);
+                        *replay = Replay::Off;
+                        None
+                    }
+                }
+            }
+            Replay::Idle | Replay::Warmed(_) => {
+                *replay = Replay::Warmed(shape);
+                None
+            }
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! - with `UGATIT_TEST_DEVICE=cuda` (skipped, visibly, elsewhere): a graph replays what it
 //!   captured on new inputs; a capture that fails, by an error or a libtorch panic, is an error
 //!   and the GPU computes on; training from a replayed graph computes what eager training does,
-//!   in fp32 and bf16, lsgan and wgan-gp, through a learning rate that decays to 0.
+//!   in fp32 and bf16, lsgan and wgan-gp, through a learning rate that decays to 0; translating
+//!   from a graph gives what translating without one gives.
 
 mod common;
 
@@ -53,10 +54,11 @@ fn tiny() -> TrainConfig {
     TrainConfig { light: true, img_size: 32, ch: 4, n_res: 1, n_dis: 4, ..TrainConfig::default() }
 }
 
-fn trainer(init: &UGATIT, gan: GanType, precision: Precision) -> Trainer {
+fn trainer(init: &UGATIT, gan: GanType, precision: Precision, graphs: bool) -> Trainer {
     let mut nets = UGATIT::new(tiny().model_config().unwrap(), init.vs.device());
     nets.vs.copy(&init.vs).unwrap();
     let compute = Compute::new(init.vs.device(), precision, MemoryFormat::Auto, Workload::Training).unwrap();
+    let compute = compute.with_cuda_graphs(graphs);
     Trainer::new(nets, gan, LossWeights::default(), AdamConfig::default()).computing(compute)
 }
 
@@ -80,9 +82,10 @@ fn train(trainer: &mut Trainer, steps: &mut Steps, iterations: i64) -> Vec<Vec<f
 fn iterations_on_the_cpu_run_as_written() {
     tch::manual_seed(5);
     let init = UGATIT::new(tiny().model_config().unwrap(), Device::Cpu);
-    let (mut plain, mut run) =
-        (trainer(&init, GanType::Lsgan, Precision::Fp32), trainer(&init, GanType::Lsgan, Precision::Fp32));
-    let (mut eager_steps, mut steps) = (Steps::new(false, &plain), Steps::new(true, &run));
+    let mut plain = trainer(&init, GanType::Lsgan, Precision::Fp32, false);
+    let mut run = trainer(&init, GanType::Lsgan, Precision::Fp32, true);
+    assert!(!run.compute.cuda_graphs, "graphs asked for on the CPU");
+    let (mut eager_steps, mut steps) = (Steps::new(&plain), Steps::new(&run));
     let eager = train(&mut plain, &mut eager_steps, WARMUP as i64 + 2);
     assert_eq!(train(&mut run, &mut steps, WARMUP as i64 + 2), eager);
     assert!(!steps.replaying(), "a CPU trainer replayed a graph");
@@ -130,11 +133,11 @@ fn graphed_training_computes_what_eager_training_does() {
     {
         tch::manual_seed(11);
         let init = UGATIT::new(tiny().model_config().unwrap(), device());
-        let mut plain = trainer(&init, gan, precision);
-        let mut eager_steps = Steps::new(false, &plain);
+        let mut plain = trainer(&init, gan, precision, false);
+        let mut eager_steps = Steps::new(&plain);
         let eager = train(&mut plain, &mut eager_steps, iterations);
-        let mut graphed = trainer(&init, gan, precision);
-        let mut steps = Steps::new(true, &graphed);
+        let mut graphed = trainer(&init, gan, precision, true);
+        let mut steps = Steps::new(&graphed);
         let replayed = train(&mut graphed, &mut steps, iterations);
         assert!(steps.replaying(), "{gan:?} {precision:?}: the step was not captured");
         let case = format!("{gan:?} {precision:?}");
@@ -148,4 +151,31 @@ fn graphed_training_computes_what_eager_training_does() {
         }
         assert_eq!((graphed.opt_g.step, graphed.opt_d.step), (iterations, iterations), "{case}");
     }
+}
+
+#[test]
+fn translation_replays_batches_of_the_captured_shape() {
+    if !on_cuda("translation_replays_batches_of_the_captured_shape") {
+        return;
+    }
+    use ugatit::translate::{Direction, Translator};
+    let dir = common::scratch("graph-translate");
+    let path = common::tiny_checkpoint(&dir, 4);
+    let compute = Compute::new(device(), Precision::Fp32, MemoryFormat::Auto, Workload::Inference).unwrap();
+    let load = |graphs: bool| {
+        let t = Translator::load(&path, Direction::A2b, Some(32), device()).unwrap();
+        t.computing(compute.with_cuda_graphs(graphs))
+    };
+    let (plain, graphed) = (load(false), load(true));
+    // Batches of 3 (warm-up, capture, replays) with a smaller last one, which runs as written.
+    for (i, batch) in [3, 3, 3, 3, 2].into_iter().enumerate() {
+        tch::manual_seed(40 + i as i64);
+        let xs = Tensor::rand([batch, 3, 32, 32], (Kind::Float, device())) * 2.0 - 1.0;
+        let (want, got) = (plain.translate(&xs), graphed.translate(&xs));
+        assert_close(&format!("batch {i} image"), &got.image, &want.image, 1e-5);
+        assert_close(&format!("batch {i} cam_logit"), &got.cam_logit, &want.cam_logit, 1e-5);
+        assert_close(&format!("batch {i} heatmap"), &got.heatmap, &want.heatmap, 1e-5);
+        assert_eq!(graphed.replays_a_graph(), i >= 1, "after batch {i}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

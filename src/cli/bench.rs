@@ -73,7 +73,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .distributed(dist.clone());
     let (batch_size, img_size) = (config.batch_size, config.img_size);
     bench::reset_cuda_peaks(compute.device);
-    let mut steps = Steps::new(config.cuda_graphs, &trainer);
+    let mut steps = Steps::new(&trainer);
     let median = bench::time_steps(&mut trainer, &mut steps, batch_size, img_size, args.warmup, args.iters)?;
     let cuda_peaks = bench::cuda_peaks(compute.device);
     if dist.as_ref().is_some_and(|d| !d.writes()) {

@@ -89,6 +89,10 @@ pub struct Graph {
     replay: GraphCall,
 }
 
+// SAFETY: a CUDAGraph is not tied to the thread that captured it; its replays are ordered by
+// the stream they are launched on, and the owner (`&mut`, or a lock) serialises them.
+unsafe impl Send for Graph {}
+
 impl Graph {
     /// Captures the work `work` queues on the current GPU. Nothing runs while it captures: the
     /// work runs at the first [`Graph::replay`]. Any failure, a panic of `work` (tch's way of

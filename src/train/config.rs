@@ -341,7 +341,7 @@ impl TrainConfig {
     /// `memory_format` resolved for it and `workload`.
     pub fn start_compute(&self, workload: Workload) -> Result<Compute> {
         let device = crate::device::start(&self.device, self.cuda_settings())?;
-        Compute::new(device, self.precision, self.memory_format, workload)
+        Ok(Compute::new(device, self.precision, self.memory_format, workload)?.with_cuda_graphs(self.cuda_graphs))
     }
 
     /// `dist_timeout` as a duration.

@@ -66,10 +66,10 @@ fn buffer(t: &Tensor) -> Tensor {
 }
 
 impl Steps {
-    /// Graphs where `enabled` and the trainer runs on CUDA and can be captured (saying why not,
-    /// on CUDA, when it cannot).
-    pub fn new(enabled: bool, trainer: &Trainer) -> Self {
-        if !enabled || !trainer.compute.device.is_cuda() {
+    /// Graphs where the trainer's [`crate::precision::Compute`] asks for them and its
+    /// iterations can be captured (saying why not when they cannot).
+    pub fn new(trainer: &Trainer) -> Self {
+        if !trainer.compute.cuda_graphs {
             return Self { mode: Mode::Eager };
         }
         if let Some(why) = refusal(trainer) {

@@ -283,7 +283,7 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
         .sharded(rank, ranks)?;
     let mut loader = UnpairedLoader::with_plan(plan, (done + 1) as u64, workers)?;
     let bar = if writer { progress_bar(done + 1, config.iteration) } else { ProgressBar::hidden() };
-    let mut steps = Steps::new(config.cuda_graphs, &trainer);
+    let mut steps = Steps::new(&trainer);
     let started = Instant::now();
     let mut last_losses = (f64::NAN, f64::NAN);
     let say = |line: String| {
