@@ -56,7 +56,7 @@ macro_rules! train_settings {
                 tf32: bool = false, any;
                 /// CUDA: let cuDNN time its algorithms (faster for fixed sizes; not bitwise reproducible; on whenever --cuda-graphs is).
                 cudnn_benchmark: bool = false, any;
-                /// CUDA: capture a training step (and a translation batch) into a CUDA graph after warm-up and replay it (single-process, fp32 or bf16); false runs every kernel from the host.
+                /// CUDA: capture a training step (single-process, fp32 or bf16) and a translation batch into a CUDA graph after warm-up and replay it; false launches every kernel from the host.
                 cuda_graphs: bool = true, any;
                 /// Arithmetic of convolutions, linear layers and matrix products: fp32 (the references'), bf16 (CPU or CUDA) or fp16 (CUDA); norms, losses and weights stay fp32.
                 precision: Precision = Precision::Fp32, any;
