@@ -78,9 +78,12 @@ void ugatit_graph_free(UgatitGraph* graph) { delete graph; }
 
 // Starts capturing what this thread queues on the current GPU. A capture cannot run on the
 // default stream, so it runs on a side stream that first waits for the default stream's work;
-// allocations go to the graph's private memory pool.
+// allocations go to the graph's private memory pool. The blocks the caching allocator keeps
+// from earlier work (the warm-up's) go back to the driver first, so that the graph's pool takes
+// their place instead of adding to them: a card holds one step's working memory, not two.
 char* ugatit_graph_capture_begin(UgatitGraph* graph) {
   try {
+    c10::cuda::CUDACachingAllocator::emptyCache();
     auto previous = c10::cuda::getCurrentCUDAStream();
     auto side = c10::cuda::getStreamFromPool(false, previous.device_index());
     wait_for(previous, side);
