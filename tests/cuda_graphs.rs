@@ -2,7 +2,9 @@
 //!
 //! - on the CPU: Adam's coefficients, set on the host before each update and read on the device,
 //!   leave the parameters alone at learning rate 0 (a decayed run's last step) while the moments
-//!   move; iterations on the CPU run as written;
+//!   move; iterations on the CPU run as written; a training iteration's device work
+//!   ([`Trainer::compute`]) and a translation call no operator that waits for the device's values
+//!   (what a capture refuses), with and without a gradient penalty, in fp32 and bf16;
 //! - with `UGATIT_TEST_DEVICE=cuda` (skipped, visibly, elsewhere): a graph replays what it
 //!   captured on new inputs; a capture that fails, by an error or a libtorch panic, is an error
 //!   and the GPU computes on; training from a replayed graph computes what eager training does,
@@ -17,9 +19,10 @@ use ugatit::model::UGATIT;
 use ugatit::precision::{Compute, MemoryFormat, Precision, Workload};
 use ugatit::train::config::TrainConfig;
 use ugatit::train::graphed::{Steps, WARMUP};
-use ugatit::train::losses::GanType;
+use ugatit::train::losses::{penalty_point, GanType};
 use ugatit::train::optim::{learning_rate, Adam, AdamConfig};
 use ugatit::train::step::{LossWeights, PenaltyNoise, Trainer, LOSS_NAMES};
+use ugatit::translate::{Direction, Translator};
 
 /// Whether the CUDA tests run here; prints the skip past the harness's capture otherwise.
 fn on_cuda(test: &str) -> bool {
@@ -62,20 +65,55 @@ fn trainer(init: &UGATIT, gan: GanType, precision: Precision, graphs: bool) -> T
     Trainer::new(nets, gan, LossWeights::default(), AdamConfig::default()).computing(compute)
 }
 
-/// `iterations` iterations by `steps` on batches and draws made from each step's seed (as
-/// training makes them), the learning rate decaying to 0 at the last: every step's loss terms.
+/// A batch `[batch, 3, 32, 32]` in [-1, 1] made from `phase` without libtorch's generator, which
+/// the tests running beside this one draw from.
+fn image(batch: i64, phase: f64, device: Device) -> Tensor {
+    let t = Tensor::arange(batch * 3 * 32 * 32, (Kind::Float, device));
+    (t * 0.731 + phase).sin().view([batch, 3, 32, 32])
+}
+
+/// The gradient penalty's draws for `gan` (in [0, 1), shaped as [`PenaltyNoise::draw`] shapes
+/// them), made like [`image`].
+fn draws(gan: GanType, phase: f64, device: Device) -> PenaltyNoise {
+    if !gan.has_gradient_penalty() {
+        return PenaltyNoise::default();
+    }
+    let unit = |p: f64| (image(1, p, device) + 1.0) * 0.5;
+    let alpha = |p: f64| unit(p).narrow(1, 0, 1).narrow(2, 0, 1).narrow(3, 0, 1).contiguous();
+    let noise = |p: f64| (gan == GanType::Dragan).then(|| unit(p));
+    PenaltyNoise {
+        alpha_a: Some(alpha(phase)),
+        alpha_b: Some(alpha(phase + 0.1)),
+        noise_a: noise(phase + 0.2),
+        noise_b: noise(phase + 0.3),
+    }
+}
+
+/// `iterations` iterations by `steps`, each on its own batches and draws, the learning rate
+/// decaying to 0 at the last: every step's loss terms.
 fn train(trainer: &mut Trainer, steps: &mut Steps, iterations: i64) -> Vec<Vec<f64>> {
     let device = trainer.compute.device;
     (1..=iterations)
         .map(|step| {
-            tch::manual_seed(1000 + step);
-            let a = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device);
-            let b = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).to_device(device);
-            let noise = PenaltyNoise::draw(trainer.gan, &a);
+            let phase = step as f64;
+            let (a, b) = (image(1, phase, device), image(1, phase + 0.5, device));
+            let noise = draws(trainer.gan, phase, device);
             let lr = learning_rate(1e-4, step, iterations, true);
             steps.step(trainer, &a, &b, &noise, lr).unwrap().into_values()
         })
         .collect()
+}
+
+#[test]
+fn dragans_sigma_is_the_whole_batchs_biased_std() {
+    let real = image(2, 0.3, Device::Cpu) * 0.7 + 0.1;
+    let (fake, alpha) = (real.zeros_like(), Tensor::ones([2, 1, 1, 1], (Kind::Float, Device::Cpu)));
+    let noise = real.ones_like();
+    // With α = 1 the point is the perturbed real itself: real + 0.5·σ·1.
+    let point = penalty_point(GanType::Dragan, &real, &fake, &alpha, Some(&noise));
+    let sigma = ((&point - &real).mean(Kind::Double) * 2.0).double_value(&[]);
+    let want = real.std(false).double_value(&[]);
+    assert!((sigma - want).abs() <= 1e-6 * want, "σ {sigma} vs torch's std {want}");
 }
 
 #[test]
@@ -89,6 +127,56 @@ fn iterations_on_the_cpu_run_as_written() {
     let eager = train(&mut plain, &mut eager_steps, WARMUP as i64 + 2);
     assert_eq!(train(&mut run, &mut steps, WARMUP as i64 + 2), eager);
     assert!(!steps.replaying(), "a CPU trainer replayed a graph");
+}
+
+/// Operators that read a value back to the host, or whose output's shape depends on values:
+/// on CUDA each waits for the device, which a graph capture forbids.
+const SYNCHRONISING: &[&str] = &[
+    "aten::_local_scalar_dense",
+    "aten::item",
+    "aten::is_nonzero",
+    "aten::nonzero",
+    "aten::equal",
+    "aten::allclose",
+    "aten::masked_select",
+    "aten::unique",
+    "aten::_unique2",
+];
+
+/// The operators of [`SYNCHRONISING`] that `work` calls (profiled into `trace`), after checking
+/// that the profile saw its convolutions.
+fn waits<T>(trace: &std::path::Path, work: impl FnOnce() -> T) -> (Vec<String>, T) {
+    let profile = ugatit::shim::Profile::start(trace).unwrap();
+    let out = work();
+    profile.finish().unwrap();
+    let ops = ugatit::bench::self_times(&std::fs::read_to_string(trace).unwrap()).unwrap();
+    assert!(ops.iter().any(|op| op.name.contains("convolution")), "{}: no convolution", trace.display());
+    (ops.into_iter().map(|op| op.name).filter(|n| SYNCHRONISING.contains(&n.as_str())).collect(), out)
+}
+
+#[test]
+fn an_iteration_never_waits_for_the_device() {
+    let dir = common::scratch("graph-sync");
+    let cases =
+        [(GanType::Lsgan, Precision::Fp32), (GanType::WganGp, Precision::Bf16), (GanType::Dragan, Precision::Fp32)];
+    for (gan, precision) in cases {
+        tch::manual_seed(9);
+        let init = UGATIT::new(tiny().model_config().unwrap(), Device::Cpu);
+        let mut t = trainer(&init, gan, precision, false);
+        let (a, b, noise) = (image(1, 0.0, Device::Cpu), image(1, 0.5, Device::Cpu), draws(gan, 0.0, Device::Cpu));
+        t.begin(1e-4);
+        let (waiting, losses) = waits(&dir.join(format!("{gan:?}.json")), || t.compute(&a, &b, &noise).unwrap());
+        assert!(waiting.is_empty(), "{gan:?} {precision:?}: the iteration calls {waiting:?}");
+        assert!(losses.values().unwrap().into_values().iter().all(|v| v.is_finite()));
+    }
+    let path = common::tiny_checkpoint(&dir, 4);
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        let compute = Compute::new(Device::Cpu, precision, MemoryFormat::Auto, Workload::Inference).unwrap();
+        let translator = Translator::load(&path, Direction::A2b, Some(32), Device::Cpu).unwrap().computing(compute);
+        let (waiting, _) = waits(&dir.join("translate.json"), || translator.translate(&image(2, 0.0, Device::Cpu)));
+        assert!(waiting.is_empty(), "translating in {precision:?} calls {waiting:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -158,7 +246,6 @@ fn translation_replays_batches_of_the_captured_shape() {
     if !on_cuda("translation_replays_batches_of_the_captured_shape") {
         return;
     }
-    use ugatit::translate::{Direction, Translator};
     let dir = common::scratch("graph-translate");
     let path = common::tiny_checkpoint(&dir, 4);
     let compute = Compute::new(device(), Precision::Fp32, MemoryFormat::Auto, Workload::Inference).unwrap();
@@ -169,8 +256,7 @@ fn translation_replays_batches_of_the_captured_shape() {
     let (plain, graphed) = (load(false), load(true));
     // Batches of 3 (warm-up, capture, replays) with a smaller last one, which runs as written.
     for (i, batch) in [3, 3, 3, 3, 2].into_iter().enumerate() {
-        tch::manual_seed(40 + i as i64);
-        let xs = Tensor::rand([batch, 3, 32, 32], (Kind::Float, device())) * 2.0 - 1.0;
+        let xs = image(batch, i as f64, device());
         let (want, got) = (plain.translate(&xs), graphed.translate(&xs));
         assert_close(&format!("batch {i} image"), &got.image, &want.image, 1e-5);
         assert_close(&format!("batch {i} cam_logit"), &got.cam_logit, &want.cam_logit, 1e-5);

@@ -94,9 +94,17 @@ pub fn generator_loss(gan: GanType, fake: &Tensor) -> Tensor {
 /// The point between `real` and `fake` where the penalty is taken: `real + α(fake − real)`,
 /// `alpha` of shape `[B, 1, 1, 1]`. For DRAGAN `fake` is replaced by `real + 0.5·σ(real)·noise`
 /// (σ over the whole batch, biased), `noise` uniform in [0, 1) of `real`'s shape.
+///
+/// σ is the square root of a `var_mean` over every dimension: libtorch's whole-tensor `std`
+/// reads its mean back to the host on the CPU, a synchronisation `tests/cuda_graphs.rs` forbids
+/// in a step (a CUDA graph cannot capture one).
 pub fn penalty_point(gan: GanType, real: &Tensor, fake: &Tensor, alpha: &Tensor, noise: Option<&Tensor>) -> Tensor {
     let fake = match (gan, noise) {
-        (GanType::Dragan, Some(noise)) => real + real.std(false) * 0.5 * noise,
+        (GanType::Dragan, Some(noise)) => {
+            let every: Vec<i64> = (0..real.dim() as i64).collect();
+            let (var, _) = real.var_mean_dim(&every[..], false, false);
+            real + var.sqrt() * 0.5 * noise
+        }
         _ => fake.shallow_clone(),
     };
     real + alpha * (fake - real)
