@@ -60,11 +60,6 @@ fn refusal(trainer: &Trainer) -> Option<&'static str> {
     }
 }
 
-/// A copy of `t` on its device, for the capture to read.
-fn buffer(t: &Tensor) -> Tensor {
-    t.copy()
-}
-
 impl Steps {
     /// Graphs where the trainer's [`crate::precision::Compute`] asks for them and its
     /// iterations can be captured (saying why not when they cannot).
@@ -97,7 +92,10 @@ impl Steps {
     ) -> Result<LossTerms<f64>> {
         match &mut self.mode {
             Mode::Eager => trainer.step(real_a, real_b, noise, lr)?.values(),
-            Mode::Warming(0) => self.capture(trainer, real_a, real_b, noise, lr),
+            Mode::Warming(0) => {
+                trainer.begin(lr);
+                self.capture(trainer, [real_a, real_b], noise)
+            }
             Mode::Warming(left) => {
                 *left -= 1;
                 trainer.step(real_a, real_b, noise, lr)?.values()
@@ -113,24 +111,22 @@ impl Steps {
         }
     }
 
-    /// Captures this iteration and replays it (or, if the capture fails, runs it as written).
+    /// Captures this iteration, begun, and replays it (or, if the capture fails, runs it as
+    /// written).
     fn capture(
         &mut self,
         trainer: &mut Trainer,
-        real_a: &Tensor,
-        real_b: &Tensor,
+        [real_a, real_b]: [&Tensor; 2],
         noise: &PenaltyNoise,
-        lr: f64,
     ) -> Result<LossTerms<f64>> {
-        let (a, b) = (buffer(real_a), buffer(real_b));
-        let copied = |t: &Option<Tensor>| t.as_ref().map(buffer);
+        let (a, b) = (real_a.copy(), real_b.copy());
+        let copied = |t: &Option<Tensor>| t.as_ref().map(Tensor::copy);
         let statics = PenaltyNoise {
             alpha_a: copied(&noise.alpha_a),
             alpha_b: copied(&noise.alpha_b),
             noise_a: copied(&noise.noise_a),
             noise_b: copied(&noise.noise_b),
         };
-        trainer.begin(lr);
         match Graph::capture(|| trainer.compute(&a, &b, &statics)) {
             Ok((graph, losses)) => {
                 graph.replay()?;
