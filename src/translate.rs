@@ -104,7 +104,7 @@ struct CapturedBatch {
 }
 
 fn copied(out: &GeneratorOutput) -> GeneratorOutput {
-    GeneratorOutput { image: out.image.copy(), cam_logit: out.cam_logit.copy(), heatmap: out.heatmap.copy() }
+    GeneratorOutput { image: out.image.copy(), cam_logit: out.cam_logit.copy(), heatmap: out.heatmap.copy(), mlp: None }
 }
 
 impl Generate for Translator {

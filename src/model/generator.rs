@@ -88,6 +88,10 @@ pub struct GeneratorOutput {
     pub cam_logit: Tensor,
     /// Channel sum of the attended features, `[B, 1, H/4, W/4]`.
     pub heatmap: Tensor,
+    /// The full generator's `FC.0` input (the flattened feature map, `[B, C·H/4·W/4]`) and
+    /// output (before its ReLU, `[B, C]`), while gradients are recorded: training keeps that
+    /// layer's weight gradient, `Σ dyᵀ x`, as these factors (`train/step.rs`).
+    pub mlp: Option<(Tensor, Tensor)>,
 }
 
 /// `x + [pad, conv, IN, ReLU, pad, conv, IN](x)` (keys `conv_block.1`, `conv_block.5`).
@@ -230,8 +234,13 @@ impl ResnetGenerator {
         } else {
             x.reshape([batch, -1])
         };
-        for layer in &self.fc {
-            h = h.apply(layer).relu();
+        let mut mlp = None;
+        for (i, layer) in self.fc.iter().enumerate() {
+            let y = h.apply(layer);
+            if i == 0 && !self.config.light && y.requires_grad() {
+                mlp = Some((h.shallow_clone(), y.shallow_clone()));
+            }
+            h = y.relu();
         }
         let (gamma, beta) = (h.apply(&self.gamma), h.apply(&self.beta));
 
@@ -245,7 +254,12 @@ impl ResnetGenerator {
             x = stage.norm.forward(&stage.conv.forward(&reflect(&up, 1))).relu();
         }
         let image = full(&self.out_conv.forward(&reflect(&x, 3)).tanh());
-        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap }
+        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap, mlp }
+    }
+
+    /// `FC.0`'s weight, the full generator's largest (`[C, C·H/4·W/4]`).
+    pub fn mlp_weight(&self) -> &Tensor {
+        &self.fc[0].ws
     }
 
     /// Clamps every AdaLIN and ILN `rho` to [0, 1] (the reference's `RhoClipper`), to be called

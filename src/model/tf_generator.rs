@@ -299,6 +299,6 @@ impl TfGenerator {
                 .relu();
         }
         let image = full(&self.g_logit.forward(&reflect(&x, 3)).tanh());
-        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap }
+        GeneratorOutput { image, cam_logit: full(&cam_logit), heatmap, mlp: None }
     }
 }

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod graphed;
 pub mod log;
 pub mod losses;
+pub mod mlp_grad;
 pub mod optim;
 pub mod outputs;
 pub mod run;

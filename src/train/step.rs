@@ -21,6 +21,7 @@
 use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
 };
+use super::mlp_grad::MlpGrad;
 use super::optim::{Adam, AdamConfig};
 use super::scaler::LossScaler;
 use super::updates::Updates;
@@ -234,6 +235,24 @@ fn accumulate(sum: &mut [Tensor], more: Vec<Tensor>) {
     }
 }
 
+/// `loss`'s gradients for `params` and for `extra`, with the `FC.0` weight's by its factors in
+/// `uses` where `mlp` keeps them ([`MlpGrad`]).
+fn backward(
+    loss: Tensor,
+    params: &[&Tensor],
+    extra: &[&Tensor],
+    mlp: &mut Option<MlpGrad>,
+    uses: &[&GeneratorOutput],
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    if let Some(mlp) = mlp {
+        return mlp.backward(loss, params, extra, uses);
+    }
+    let inputs: Vec<&Tensor> = params.iter().chain(extra).copied().collect();
+    let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+    let extra_grads = grads.split_off(params.len());
+    (grads, extra_grads)
+}
+
 /// A detached copy of `t` that is a leaf of the graphs built on it.
 fn cut(t: &Tensor) -> Tensor {
     t.detach().set_requires_grad(true)
@@ -416,11 +435,12 @@ impl Trainer {
             + &ident_a * w.identity
             + &cam_a2a * w.cam;
         let loss = updates.scale(loss);
-        let mut inputs = updates.parameters("genB2A.");
-        inputs.extend([&fake_a2b, &fake_b2a]);
-        let mut grads_b2a = Tensor::run_backward(&[loss], &inputs, false, false);
-        let grad_fake_b2a = grads_b2a.pop().expect("gradient of fake_b2a");
-        let grad_fake_a2b = grads_b2a.pop().expect("gradient of fake_a2b");
+        let full = !nets.gen_a2b.config().light;
+        let params_b2a = updates.parameters("genB2A.");
+        let mut mlp_b2a = MlpGrad::new(&params_b2a, nets.gen_b2a.mlp_weight(), full);
+        let (mut grads_b2a, grad_fakes) =
+            backward(loss, &params_b2a, &[&fake_a2b, &fake_b2a], &mut mlp_b2a, &[&a2b2a, &a2a]);
+        let [grad_fake_a2b, grad_fake_b2a] = <[Tensor; 2]>::try_from(grad_fakes).expect("two fakes' gradients");
         drop((a2b2a, a2a));
 
         let b2a2b = nets.gen_a2b.forward(&fake_b2a);
@@ -431,17 +451,24 @@ impl Trainer {
         // The carried gradients come from a scaled loss already.
         let loss = updates.scale(&recon_b * w.cycle + &ident_b * w.identity + (&cam_a2b + &cam_b2b) * w.cam)
             + carry(&a2b.image, &grad_fake_a2b);
-        let mut inputs = updates.parameters("genA2B.");
-        inputs.push(&fake_b2a);
-        let mut grads_a2b = Tensor::run_backward(&[loss], &inputs, false, false);
-        let grad_fake_b2a = grad_fake_b2a + grads_a2b.pop().expect("gradient of fake_b2a");
+        let params_a2b = updates.parameters("genA2B.");
+        let mut mlp_a2b = MlpGrad::new(&params_a2b, nets.gen_a2b.mlp_weight(), full);
+        let (mut grads_a2b, more) = backward(loss, &params_a2b, &[&fake_b2a], &mut mlp_a2b, &[&b2a2b, &b2b, &a2b]);
+        let grad_fake_b2a = grad_fake_b2a + &more[0];
+        if let Some(mlp) = mlp_a2b {
+            mlp.complete(&mut grads_a2b);
+        }
         // genA2B is complete; the last pass does not read its weights, so it may move now.
         updates.push("genA2B.", grads_a2b)?;
         drop((b2a2b, b2b, a2b));
 
         let cam_b2a = cam_loss(&b2a.cam_logit, true);
         let loss = updates.scale(&cam_b2a * w.cam) + carry(&b2a.image, &grad_fake_b2a);
-        accumulate(&mut grads_b2a, Tensor::run_backward(&[loss], &updates.parameters("genB2A."), false, false));
+        let params_b2a = updates.parameters("genB2A.");
+        accumulate(&mut grads_b2a, backward(loss, &params_b2a, &[], &mut mlp_b2a, &[&b2a]).0);
+        if let Some(mlp) = mlp_b2a {
+            mlp.complete(&mut grads_b2a);
+        }
         updates.push("genB2A.", grads_b2a)?;
         updates.finish()?;
 

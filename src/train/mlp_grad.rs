@@ -1,0 +1,71 @@
+//! The full generator's `FC.0` weight gradient, kept as its factors until the update.
+//!
+//! `FC.0` maps the flattened feature map (at 256 px, 64 channels: 1,048,576 values) to 256
+//! without a bias, so its weight is 1 GiB and so is its gradient, which autograd materialises
+//! inside the backward pass, while the encoder's activations are still alive (and, for genB2A,
+//! through genA2B's whole pass in between). Over the forwards that used it the gradient is
+//! `Σᵢ dyᵢᵀ xᵢ`, with `xᵢ` the layer's input and `dyᵢ` the gradient of its output: differentiating
+//! for the outputs instead of the weight keeps `xᵢ` and `dyᵢ` (4 MiB per image) and forms the
+//! product once the passes are done, which lowers the step's peak by about 1 GiB per generator.
+//! The sum's order differs from autograd's, within float rounding (`tests/parity_train.rs`).
+
+use crate::model::GeneratorOutput;
+use tch::{Kind, Tensor};
+
+/// One generator's `FC.0` weight gradient as the factors of each use so far.
+pub struct MlpGrad {
+    /// Where `FC.0`'s weight is among the generator's parameters.
+    index: usize,
+    kind: Kind,
+    /// Each use's input `x` (detached) and output gradient `dy`.
+    factors: Vec<(Tensor, Tensor)>,
+}
+
+impl MlpGrad {
+    /// For `weight` among `params`; `None` when it is not there or the generator is light (whose
+    /// outputs carry no `mlp`): its gradient is then computed as any other.
+    pub fn new(params: &[&Tensor], weight: &Tensor, full: bool) -> Option<Self> {
+        let index = params.iter().position(|p| p.data_ptr() == weight.data_ptr())?;
+        full.then(|| Self { index, kind: weight.kind(), factors: Vec::new() })
+    }
+
+    /// `loss`'s gradients for `params` (with an undefined one for `FC.0`'s weight) and for
+    /// `extra`, recording the factors of `FC.0`'s uses in `uses`, the outputs whose graphs `loss`
+    /// reaches.
+    pub fn backward(
+        &mut self,
+        loss: Tensor,
+        params: &[&Tensor],
+        extra: &[&Tensor],
+        uses: &[&GeneratorOutput],
+    ) -> (Vec<Tensor>, Vec<Tensor>) {
+        let mut inputs: Vec<&Tensor> = params.to_vec();
+        inputs.remove(self.index);
+        let (n, m) = (inputs.len(), extra.len());
+        inputs.extend(extra);
+        let mlp: Vec<&(Tensor, Tensor)> =
+            uses.iter().map(|u| u.mlp.as_ref().expect("a full generator's output")).collect();
+        inputs.extend(mlp.iter().map(|(_, y)| y));
+        let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+        let output_grads = grads.split_off(n + m);
+        let extra_grads = grads.split_off(n);
+        for ((x, _), dy) in mlp.into_iter().zip(output_grads) {
+            if dy.defined() {
+                self.factors.push((x.detach(), dy));
+            }
+        }
+        grads.insert(self.index, Tensor::new());
+        (grads, extra_grads)
+    }
+
+    /// Puts the weight's gradient, `Σ dyᵀ x` over the uses, into `grads` (in the parameters'
+    /// order).
+    pub fn complete(self, grads: &mut [Tensor]) {
+        if self.factors.is_empty() {
+            return;
+        }
+        let (xs, dys): (Vec<Tensor>, Vec<Tensor>) = self.factors.into_iter().unzip();
+        let (x, dy) = (Tensor::cat(&xs, 0), Tensor::cat(&dys, 0));
+        grads[self.index] = dy.tr().matmul(&x.to_kind(dy.kind())).to_kind(self.kind);
+    }
+}
