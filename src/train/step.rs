@@ -16,7 +16,9 @@
 //!   and in fp16 with its loss scaler, the updates wait a little longer: `updates.rs`);
 //! - the generator step never computes the discriminators' weight gradients, and runs its backward
 //!   in three passes that cut the graph at the first translations, so that four of the six
-//!   generator forwards' activations are alive at once instead of six.
+//!   generator forwards' activations are alive at once instead of six;
+//! - the full generators' 1 GiB `FC.0` weight gradient waits as its factors until the update
+//!   (`mlp_grad.rs`).
 
 use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
