@@ -11,6 +11,8 @@
 # Prepare here, then carry target/gpu (binaries, the reference checkout and its bench script):
 #   PT_REPO=/scratch/UGATIT-pytorch tools/gpu/check_speed.sh prepare
 # On the GPU machine: OUT=DIR tools/gpu/check_speed.sh   (PYTHON defaults to /opt/torch/.venv's)
+# A dry run of its mechanics on a CPU: DEVICE=cpu ARCHS="--light --img-size 96 --ch 8" PYTHON=.venv/bin/python
+# (the reference's bench needs numpy there).
 set -uo pipefail
 kit=target/gpu
 if [ "${1:-}" = prepare ]; then
@@ -38,31 +40,34 @@ if [ "${1:-}" = prepare ]; then
 fi
 out=${OUT:-/tmp/ugatit-gpu-speed}
 py=${PYTHON:-/opt/torch/.venv/bin/python}
+device=${DEVICE:-cuda}
 mkdir -p "$out"
 exe=$kit/ugatit
 
-echo "== 1. tests with UGATIT_TEST_DEVICE=cuda" | tee "$out/summary.txt"
+echo "== 1. tests with UGATIT_TEST_DEVICE=$device" | tee "$out/summary.txt"
 # The test binaries find their fixtures at the path this checkout had when they were built.
 built=$(cat "$kit/manifest_dir")
 [ -e "$built" ] || { mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"; }
 for bin in "$kit"/tests/*; do
   [[ $bin == *.so ]] && continue
   name=$(basename "$bin")
-  UGATIT_TEST_DEVICE=cuda timeout 300 "$bin" --test-threads 1 >"$out/test-$name.log" 2>&1
+  UGATIT_TEST_DEVICE=$device timeout 300 "$bin" --test-threads 1 >"$out/test-$name.log" 2>&1
   echo "$name: exit $? ($(grep -h 'test result' "$out/test-$name.log" | tail -1))" | tee -a "$out/summary.txt"
 done
 
 echo "== 2. bench against UGATIT-pytorch's step (median s/iter)" | tee -a "$out/summary.txt"
 ours() { # arch flags, then precision, then graphs
   local prec=$1 graphs=$2; shift 2
-  "$exe" bench "$@" --device cuda --tf32 true --precision "$prec" --cuda-graphs "$graphs" --iters 20 --warmup 5 2>&1 | tail -1
+  "$exe" bench "$@" --device "$device" --tf32 true --precision "$prec" --cuda-graphs "$graphs" --iters 20 --warmup 5 2>&1 | tail -1
 }
 theirs() {
-  "$py" "$kit/pt_step_bench.py" "$kit/pt" "$@" --device cuda --iters 10 --warmup 3 2>&1 | tail -1
+  "$py" "$kit/pt_step_bench.py" "$kit/pt" "$@" --device "$device" --iters 10 --warmup 3 2>&1 | tail -1
 }
 # The reference's global discriminator has 7 layers (hard-coded), too deep for 64 px: there ours
 # runs alone, with --n-dis 5.
-for arch in "--light --img-size 64 --n-dis 5" "--light --img-size 128" "--light --img-size 256" "--img-size 256"; do
+archs=${ARCHS:-"--light --img-size 64 --n-dis 5;--light --img-size 128;--light --img-size 256;--img-size 256"}
+IFS=';' read -r -a archs <<<"$archs"
+for arch in "${archs[@]}"; do
   read -r -a flags <<<"$arch"
   echo "-- $arch" | tee -a "$out/summary.txt"
   for round in $(seq "${ROUNDS:-1}"); do
