@@ -90,24 +90,34 @@ pub fn step_flops(trainer: &Trainer, batch: i64, size: i64) -> f64 {
     2.0 * (3.0 * 3.0 * g) + 2.0 * (2.0 * 3.0 + 2.0) * (d_global + d_local)
 }
 
-/// The FLOP/s of an `n × n` matrix product in `precision` on `device` (median of five after a
-/// warm-up): the attainable peak the step's throughput is compared with. (On this project's AMD
+/// The FLOP/s of a square matrix product in `precision` on `device` (up to 3072² on the CPU,
+/// 8192² on CUDA; median of five after a warm-up): the attainable peak the step's throughput is compared with. (On this project's AMD
 /// CPUs MKL's float32 GEMM reaches ~170 GFLOP/s where oneDNN's convolutions reach ~200–320:
 /// "peak" is what a plain GEMM attains, not the silicon's limit.)
 pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
     let kind = precision.autocast_kind().unwrap_or(Kind::Float);
-    let n = if device.is_cuda() { 8192 } else { 3072 };
-    let (a, b) = (Tensor::randn([n, n], (kind, device)), Tensor::randn([n, n], (kind, device)));
-    let mut times = Vec::new();
-    for i in 0..6 {
+    let largest = if device.is_cuda() { 8192 } else { 3072 };
+    // The second of two products (the first pays for cuBLAS's or oneDNN's set-up).
+    let seconds = |a: &Tensor, b: &Tensor| {
+        let _ = a.matmul(b);
         sync(device);
         let t = Instant::now();
-        let _ = a.matmul(&b);
+        let _ = a.matmul(b);
         sync(device);
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64());
+        t.elapsed().as_secs_f64()
+    };
+    // Grown from 256 until one product takes 50 ms: a precision the machine only emulates (bf16
+    // without AVX-512 BF16 or AMX runs libtorch's scalar loop) is measured in a second, where a
+    // 3072³ product would take the better part of an hour.
+    let mut n = 256;
+    let (a, b) = loop {
+        let (a, b) = (Tensor::randn([n, n], (kind, device)), Tensor::randn([n, n], (kind, device)));
+        if n >= largest || seconds(&a, &b) >= 0.05 {
+            break (a, b);
         }
-    }
+        n = (n * 2).min(largest);
+    };
+    let mut times: Vec<f64> = (0..5).map(|_| seconds(&a, &b)).collect();
     times.sort_by(f64::total_cmp);
     2.0 * (n as f64).powi(3) / times[times.len() / 2]
 }

@@ -91,6 +91,13 @@ impl Compute {
             MemoryFormat::ChannelsLast => true,
             MemoryFormat::Contiguous => false,
         };
+        if precision == Precision::Bf16 && device == Device::Cpu && native_cpu_bf16() == Some(false) {
+            static WARNED: Once = Once::new();
+            warn_once(
+                &WARNED,
+                "this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX): --precision bf16 is emulated here, far slower than fp32",
+            );
+        }
         Ok(Self { device, precision, channels_last, cuda_graphs: false })
     }
 
@@ -127,6 +134,15 @@ impl Compute {
             xs.shallow_clone()
         })
     }
+}
+
+/// Whether this CPU computes in bf16 natively (x86: AVX-512 BF16 or AMX; Arm: the `bf16`
+/// feature), from Linux's `/proc/cpuinfo`; `None` where that does not say.
+fn native_cpu_bf16() -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("flags") || l.starts_with("Features"))?;
+    let features = line.split_once(':')?.1.split_whitespace();
+    Some(features.into_iter().any(|f| matches!(f, "avx512_bf16" | "amx_bf16" | "bf16")))
 }
 
 /// Prints `message` the first time its call site gets here.
