@@ -91,9 +91,10 @@ pub fn step_flops(trainer: &Trainer, batch: i64, size: i64) -> f64 {
 }
 
 /// The FLOP/s of a square matrix product in `precision` on `device` (up to 3072² on the CPU,
-/// 8192² on CUDA; median of five after a warm-up): the attainable peak the step's throughput is compared with. (On this project's AMD
-/// CPUs MKL's float32 GEMM reaches ~170 GFLOP/s where oneDNN's convolutions reach ~200–320:
-/// "peak" is what a plain GEMM attains, not the silicon's limit.)
+/// 8192² on CUDA; median of five after a warm-up): the attainable peak the step's throughput
+/// is compared with. (On this project's AMD CPUs MKL's float32 GEMM reaches ~170 GFLOP/s where
+/// oneDNN's convolutions reach ~200–320: "peak" is what a plain GEMM attains, not the silicon's
+/// limit.)
 pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
     let kind = precision.autocast_kind().unwrap_or(Kind::Float);
     let largest = if device.is_cuda() { 8192 } else { 3072 };

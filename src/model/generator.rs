@@ -90,7 +90,7 @@ pub struct GeneratorOutput {
     pub heatmap: Tensor,
     /// The full generator's `FC.0` input (the flattened feature map, `[B, C·H/4·W/4]`) and
     /// output (before its ReLU, `[B, C]`), while gradients are recorded: training keeps that
-    /// layer's weight gradient, `Σ dyᵀ x`, as these factors (`train/step.rs`).
+    /// layer's weight gradient, `Σ dyᵀ x`, as these factors (`train/mlp_grad.rs`).
     pub mlp: Option<(Tensor, Tensor)>,
 }
 

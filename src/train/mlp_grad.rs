@@ -29,35 +29,6 @@ impl MlpGrad {
         full.then(|| Self { index, kind: weight.kind(), factors: Vec::new() })
     }
 
-    /// `loss`'s gradients for `params` (with an undefined one for `FC.0`'s weight) and for
-    /// `extra`, recording the factors of `FC.0`'s uses in `uses`, the outputs whose graphs `loss`
-    /// reaches.
-    pub fn backward(
-        &mut self,
-        loss: Tensor,
-        params: &[&Tensor],
-        extra: &[&Tensor],
-        uses: &[&GeneratorOutput],
-    ) -> (Vec<Tensor>, Vec<Tensor>) {
-        let mut inputs: Vec<&Tensor> = params.to_vec();
-        inputs.remove(self.index);
-        let (n, m) = (inputs.len(), extra.len());
-        inputs.extend(extra);
-        let mlp: Vec<&(Tensor, Tensor)> =
-            uses.iter().map(|u| u.mlp.as_ref().expect("a full generator's output")).collect();
-        inputs.extend(mlp.iter().map(|(_, y)| y));
-        let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
-        let output_grads = grads.split_off(n + m);
-        let extra_grads = grads.split_off(n);
-        for ((x, _), dy) in mlp.into_iter().zip(output_grads) {
-            if dy.defined() {
-                self.factors.push((x.detach(), dy));
-            }
-        }
-        grads.insert(self.index, Tensor::new());
-        (grads, extra_grads)
-    }
-
     /// Puts the weight's gradient, `Σ dyᵀ x` over the uses, into `grads` (in the parameters'
     /// order).
     pub fn complete(self, grads: &mut [Tensor]) {
@@ -68,4 +39,39 @@ impl MlpGrad {
         let (x, dy) = (Tensor::cat(&xs, 0), Tensor::cat(&dys, 0));
         grads[self.index] = dy.tr().matmul(&x.to_kind(dy.kind())).to_kind(self.kind);
     }
+}
+
+/// `loss`'s gradients for `params` and for `extra`. Where `mlp` keeps `FC.0`'s weight gradient
+/// as factors, that weight's slot holds an undefined tensor and the factors of its uses in
+/// `uses` (the outputs whose graphs `loss` reaches) are recorded instead.
+pub fn backward(
+    loss: Tensor,
+    params: &[&Tensor],
+    extra: &[&Tensor],
+    mlp: &mut Option<MlpGrad>,
+    uses: &[&GeneratorOutput],
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let mut inputs: Vec<&Tensor> = params.to_vec();
+    if let Some(mlp) = mlp {
+        inputs.remove(mlp.index);
+    }
+    let own = inputs.len();
+    inputs.extend(extra);
+    let factored: Vec<&(Tensor, Tensor)> = match mlp {
+        Some(_) => uses.iter().map(|u| u.mlp.as_ref().expect("a full generator's output")).collect(),
+        None => Vec::new(),
+    };
+    inputs.extend(factored.iter().map(|(_, y)| y));
+    let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+    let output_grads = grads.split_off(own + extra.len());
+    let extra_grads = grads.split_off(own);
+    if let Some(mlp) = mlp {
+        for ((x, _), dy) in factored.into_iter().zip(output_grads) {
+            if dy.defined() {
+                mlp.factors.push((x.detach(), dy));
+            }
+        }
+        grads.insert(mlp.index, Tensor::new());
+    }
+    (grads, extra_grads)
 }

@@ -23,7 +23,7 @@
 use super::losses::{
     cam_loss, cycle_loss, discriminator_loss, generator_loss, gradient_penalty, identity_loss, penalty_point, GanType,
 };
-use super::mlp_grad::MlpGrad;
+use super::mlp_grad::{backward, MlpGrad};
 use super::optim::{Adam, AdamConfig};
 use super::scaler::LossScaler;
 use super::updates::Updates;
@@ -235,24 +235,6 @@ fn accumulate(sum: &mut [Tensor], more: Vec<Tensor>) {
             *acc = g;
         }
     }
-}
-
-/// `loss`'s gradients for `params` and for `extra`, with the `FC.0` weight's by its factors in
-/// `uses` where `mlp` keeps them ([`MlpGrad`]).
-fn backward(
-    loss: Tensor,
-    params: &[&Tensor],
-    extra: &[&Tensor],
-    mlp: &mut Option<MlpGrad>,
-    uses: &[&GeneratorOutput],
-) -> (Vec<Tensor>, Vec<Tensor>) {
-    if let Some(mlp) = mlp {
-        return mlp.backward(loss, params, extra, uses);
-    }
-    let inputs: Vec<&Tensor> = params.iter().chain(extra).copied().collect();
-    let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
-    let extra_grads = grads.split_off(params.len());
-    (grads, extra_grads)
 }
 
 /// A detached copy of `t` that is a leaf of the graphs built on it.
