@@ -1,5 +1,5 @@
 // The project's C++ shim: the few libtorch calls that tch 0.24 does not bind (the autocast
-// dtype, memory formats, the operator profiler), behind a minimal C API that `src/shim.rs`
+// dtype, memory formats, the operator profiler with input shapes), behind a minimal C API that `src/shim.rs`
 // wraps safely.
 //
 // Tensors cross as tch's handles (`at::Tensor*`, torch-sys's `C_tensor`). No C++ exception
@@ -11,6 +11,12 @@
 
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <iomanip>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace {
 
@@ -20,6 +26,57 @@ char* message(const std::exception& e) {
 
 at::DeviceType device_type(int code) {
   return code == 0 ? at::DeviceType::CPU : at::DeviceType::CUDA;
+}
+
+// `text` as the body of a JSON string.
+std::string json_escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  return out;
+}
+
+// `[[1, 256, 64, 64], []]`: an operator's input shapes as the Chrome trace's "Input Dims".
+std::string shapes_text(const std::vector<std::vector<int64_t>>& shapes) {
+  std::string out = "[";
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    out += i ? ", [" : "[";
+    for (size_t j = 0; j < shapes[i].size(); ++j) out += (j ? ", " : "") + std::to_string(shapes[i][j]);
+    out += "]";
+  }
+  return out + "]";
+}
+
+// The legacy profiler's push/pop event pairs as complete ("X") Chrome trace events, with their
+// input shapes: what `RecordProfile` writes, plus the shapes.
+void write_trace(const std::string& path, const torch::autograd::profiler::thread_event_lists& lists) {
+  using torch::autograd::profiler::EventKind;
+  using torch::autograd::profiler::LegacyEvent;
+  std::ofstream out(path);
+  if (!out) throw std::runtime_error("cannot create " + path);
+  out << std::fixed << std::setprecision(3) << "[";
+  bool first = true;
+  for (const auto& events : lists) {
+    std::unordered_map<uint64_t, const LegacyEvent*> open;
+    for (const auto& e : events) {
+      if (e.kind() == EventKind::PushRange) {
+        open[e.handle()] = &e;
+      } else if (e.kind() == EventKind::PopRange) {
+        auto start = open.find(e.handle());
+        if (start == open.end()) continue;
+        const LegacyEvent& s = *start->second;
+        out << (first ? "\n" : ",\n") << "{\"name\": \"" << json_escaped(s.name()) << "\", \"ph\": \"X\", \"ts\": "
+            << s.cpuUs() << ", \"dur\": " << s.cpuElapsedUs(e) << ", \"tid\": " << s.threadId()
+            << ", \"pid\": \"CPU Functions\", \"args\": {\"Input Dims\": \"" << shapes_text(s.shapes()) << "\"}}";
+        first = false;
+        open.erase(start);
+      }
+    }
+  }
+  out << "\n]\n";
+  if (!out) throw std::runtime_error("writing " + path + " failed");
 }
 
 }  // namespace
@@ -112,11 +169,14 @@ bool ugatit_is_channels_last(const at::Tensor* t) {
   return t->dim() == 4 && t->is_contiguous(at::MemoryFormat::ChannelsLast) && !t->is_contiguous();
 }
 
-// Starts libtorch's operator profiler on this thread; `ugatit_profile_stop` writes every
-// operator's range, as a Chrome trace, to `path`.
+// Starts libtorch's operator profiler on this thread, recording each operator's input shapes;
+// `ugatit_profile_stop` writes every operator's range, as a Chrome trace, to `path`.
 char* ugatit_profile_start(const char* path, void** handle) {
   try {
-    *handle = new torch::autograd::profiler::RecordProfile(std::string(path));
+    using torch::profiler::impl::ProfilerConfig;
+    using torch::profiler::impl::ProfilerState;
+    torch::autograd::profiler::enableProfilerLegacy(ProfilerConfig(ProfilerState::CPU, /*report_input_shapes=*/true));
+    *handle = new std::string(path);
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
@@ -124,8 +184,9 @@ char* ugatit_profile_start(const char* path, void** handle) {
 }
 
 char* ugatit_profile_stop(void* handle) {
+  std::unique_ptr<std::string> path(static_cast<std::string*>(handle));
   try {
-    delete static_cast<torch::autograd::profiler::RecordProfile*>(handle);
+    write_trace(*path, torch::autograd::profiler::disableProfilerLegacy());
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);

@@ -123,18 +123,30 @@ pub fn gemm_flops_per_s(precision: Precision, device: Device) -> f64 {
     2.0 * (n as f64).powi(3) / times[times.len() / 2]
 }
 
-/// One operator's share of a profiled step.
+/// One operator's share of a profiled step: all its calls, or those with one list of input
+/// shapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpTime {
     pub name: String,
+    /// The calls' input shapes as the trace writes them (`[[1, 256, 64, 64], []]`); empty when
+    /// this entry sums calls of every shape, or the trace has none.
+    pub shapes: String,
     pub calls: u64,
     /// Seconds inside the operator but not inside the operators it called.
     pub self_s: f64,
 }
 
+/// A step's operator profile, largest self time first: by operator, and by operator and input
+/// shapes (which layer's convolution, which tensor's copy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepProfile {
+    pub by_operator: Vec<OpTime>,
+    pub by_shapes: Vec<OpTime>,
+}
+
 /// Runs one more step under libtorch's operator profiler, writes its Chrome trace to `trace`
-/// and returns every operator's self time, largest first.
-pub fn profile_step(trainer: &mut Trainer, batch: i64, size: i64, trace: &Path) -> Result<Vec<OpTime>> {
+/// and returns every operator's self time.
+pub fn profile_step(trainer: &mut Trainer, batch: i64, size: i64, trace: &Path) -> Result<StepProfile> {
     let (a, b, noise) = random_batches(trainer, batch, size);
     let profile = Profile::start(trace)?;
     trainer.step(&a, &b, &noise, 1e-4).expect("a single-process step has no collective to fail");
@@ -145,8 +157,13 @@ pub fn profile_step(trainer: &mut Trainer, batch: i64, size: i64, trace: &Path) 
 }
 
 /// Per-operator self times of a Chrome trace's complete (`"ph": "X"`) events, which nest by
-/// time on each thread.
-pub fn self_times(trace: &str) -> Result<Vec<OpTime>> {
+/// time on each thread; shapes from each event's `args["Input Dims"]` where it has them.
+pub fn self_times(trace: &str) -> Result<StepProfile> {
+    #[derive(serde::Deserialize)]
+    struct Args {
+        #[serde(rename = "Input Dims", default)]
+        shapes: String,
+    }
     #[derive(serde::Deserialize)]
     struct Event {
         name: String,
@@ -156,32 +173,49 @@ pub fn self_times(trace: &str) -> Result<Vec<OpTime>> {
         dur: f64,
         #[serde(default)]
         tid: serde_json::Value,
+        args: Option<Args>,
     }
     let events: Vec<Event> = serde_json::from_str(trace)?;
     let mut by_thread: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.ph == "X") {
         by_thread.entry(e.tid.to_string()).or_default().push(e);
     }
-    let mut ops: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    let key = |e: &Event| (e.name.clone(), e.args.as_ref().map(|a| a.shapes.clone()).unwrap_or_default());
+    let mut ops: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
     for thread in by_thread.values_mut() {
         // Parents first: earlier start, and the longer of two that start together.
         thread.sort_by(|x, y| x.ts.total_cmp(&y.ts).then(y.dur.total_cmp(&x.dur)));
-        let mut open: Vec<(f64, &str)> = Vec::new(); // (end, name) of the enclosing events
+        let mut open: Vec<(f64, &Event)> = Vec::new(); // (end, event) of the enclosing events
         for e in thread.iter() {
             while open.last().is_some_and(|(end, _)| *end <= e.ts) {
                 open.pop();
             }
             if let Some((_, parent)) = open.last() {
-                ops.entry(parent).or_default().1 -= e.dur;
+                ops.entry(key(parent)).or_default().1 -= e.dur;
             }
-            let op = ops.entry(&e.name).or_default();
+            let op = ops.entry(key(e)).or_default();
             op.0 += 1;
             op.1 += e.dur;
-            open.push((e.ts + e.dur, &e.name));
+            open.push((e.ts + e.dur, e));
         }
     }
-    let mut out: Vec<OpTime> =
-        ops.into_iter().map(|(name, (calls, us))| OpTime { name: name.to_string(), calls, self_s: us / 1e6 }).collect();
-    out.sort_by(|x, y| y.self_s.total_cmp(&x.self_s));
-    Ok(out)
+    let mut by_operator: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for ((name, _), (calls, us)) in &ops {
+        let op = by_operator.entry(name.clone()).or_default();
+        op.0 += calls;
+        op.1 += us;
+    }
+    let largest_first = |mut v: Vec<OpTime>| {
+        v.sort_by(|x, y| y.self_s.total_cmp(&x.self_s));
+        v
+    };
+    let by_operator = by_operator.into_iter().map(|(name, (calls, us))| OpTime {
+        name: name.to_string(),
+        shapes: String::new(),
+        calls,
+        self_s: us / 1e6,
+    });
+    let by_shapes =
+        ops.into_iter().map(|((name, shapes), (calls, us))| OpTime { name, shapes, calls, self_s: us / 1e6 });
+    Ok(StepProfile { by_operator: largest_first(by_operator.collect()), by_shapes: largest_first(by_shapes.collect()) })
 }

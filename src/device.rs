@@ -97,14 +97,18 @@ pub fn start(name: &str, cuda: CudaSettings) -> Result<Device> {
 /// glibc serves every block over its mmap threshold (128 KiB, rising to at most 32 MiB as it
 /// adapts) with a fresh mapping and unmaps it on free, and trims the heap's top; a training step
 /// allocates and frees thousands of activation-sized blocks, so the kernel zeroed and mapped
-/// pages for it over and over: 44% of a 128 px step's time was page faults. With blocks up to
-/// 32 MiB (a 64-channel 256² float map is 16 MiB) kept in the heap and no automatic trimming,
-/// the step ran 1.5× faster, at a peak resident memory ~11% higher (BENCHMARKS.md).
+/// pages for it over and over: 44% of a 128 px step's time was page faults. Keeping blocks up to
+/// 32 MiB in the heap and no automatic trimming made the step 1.5× faster, at a peak resident
+/// memory ~11% higher; 32 MiB is as high as glibc lets the threshold go, and a 256 px step still
+/// mapped its larger blocks afresh each time (the 128-channel 258² decoder input, the global
+/// discriminators' deep weights and their gradients): twice the page faults, and the
+/// convolutions reading those blocks up to 2× slower (`--profile`). So no block is mapped
+/// (`M_MMAP_MAX` 0): all come from the heap, which is never trimmed (BENCHMARKS.md).
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation thresholds; called before any thread starts.
+    // SAFETY: mallopt only changes glibc's allocation policy; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }

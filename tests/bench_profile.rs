@@ -21,17 +21,25 @@ fn tiny_trainer() -> (Trainer, TrainConfig) {
 fn self_time_subtracts_the_children_on_each_thread() {
     let trace = r#"[
         {"name": "outer", "ph": "X", "ts": 0, "dur": 10, "tid": 1},
-        {"name": "inner", "ph": "X", "ts": 2, "dur": 3, "tid": 1},
-        {"name": "inner", "ph": "X", "ts": 6, "dur": 2, "tid": 1},
+        {"name": "inner", "ph": "X", "ts": 2, "dur": 3, "tid": 1, "args": {"Input Dims": "[[2, 3]]"}},
+        {"name": "inner", "ph": "X", "ts": 6, "dur": 2, "tid": 1, "args": {"Input Dims": "[[4]]"}},
         {"name": "other", "ph": "X", "ts": 1, "dur": 4, "tid": 2},
         {"name": "marker", "ph": "i", "ts": 3, "tid": 1}
     ]"#;
-    let ops = self_times(trace).unwrap();
+    let profile = self_times(trace).unwrap();
+    let ops = &profile.by_operator;
     let get = |name: &str| ops.iter().find(|op| op.name == name).unwrap();
     assert_eq!((get("outer").calls, get("outer").self_s), (1, 5e-6));
     assert_eq!((get("inner").calls, get("inner").self_s), (2, 5e-6));
     assert_eq!(get("other").self_s, 4e-6, "another thread's event is nobody's child");
     assert!(ops.iter().all(|op| op.name != "marker"), "only complete events count");
+    let inner: Vec<(&str, u64, f64)> = profile
+        .by_shapes
+        .iter()
+        .filter(|op| op.name == "inner")
+        .map(|op| (op.shapes.as_str(), op.calls, op.self_s))
+        .collect();
+    assert_eq!(inner, [("[[2, 3]]", 1, 3e-6), ("[[4]]", 1, 2e-6)], "one entry per list of shapes");
     assert!(self_times("{}").is_err());
 }
 
@@ -40,13 +48,23 @@ fn a_profiled_step_names_its_convolutions() {
     let dir = scratch("bench-profile");
     let (mut trainer, config) = tiny_trainer();
     let trace = dir.join("step.json");
-    let ops = profile_step(&mut trainer, 1, config.img_size, &trace).unwrap();
+    let profile = profile_step(&mut trainer, 1, config.img_size, &trace).unwrap();
     assert!(trace.metadata().unwrap().len() > 1000, "the trace was written");
+    let ops = &profile.by_operator;
     let names: Vec<&str> = ops.iter().map(|op| op.name.as_str()).collect();
     for op in ["aten::convolution_backward", "aten::reflection_pad2d"] {
         assert!(names.contains(&op), "{op} missing from {names:?}");
     }
     assert!(ops.windows(2).all(|w| w[0].self_s >= w[1].self_s), "largest first");
+    assert!(profile.by_shapes.windows(2).all(|w| w[0].self_s >= w[1].self_s), "largest first");
+    // The generator's first convolution: a padded 32² image (38² after the 7×7's padding of 3)
+    // and the 4×3×7×7 weight, as the shim's profiler records its inputs.
+    let first = "[[1, 3, 38, 38], [4, 3, 7, 7]";
+    assert!(
+        profile.by_shapes.iter().any(|op| op.name == "aten::mkldnn_convolution" && op.shapes.starts_with(first)),
+        "no convolution with inputs {first}…: {:?}",
+        profile.by_shapes.iter().filter(|op| op.name.contains("convolution")).collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -149,7 +149,7 @@ fn waits<T>(trace: &std::path::Path, work: impl FnOnce() -> T) -> (Vec<String>, 
     let profile = ugatit::shim::Profile::start(trace).unwrap();
     let out = work();
     profile.finish().unwrap();
-    let ops = ugatit::bench::self_times(&std::fs::read_to_string(trace).unwrap()).unwrap();
+    let ops = ugatit::bench::self_times(&std::fs::read_to_string(trace).unwrap()).unwrap().by_operator;
     assert!(ops.iter().any(|op| op.name.contains("convolution")), "{}: no convolution", trace.display());
     (ops.into_iter().map(|op| op.name).filter(|n| SYNCHRONISING.contains(&n.as_str())).collect(), out)
 }

@@ -31,8 +31,9 @@ pub struct BenchArgs {
     /// Untimed iterations first.
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// After timing, profile one more step with libtorch's operator profiler: its Chrome trace
-    /// goes to this file (chrome://tracing, Perfetto) and the operators' self times are printed.
+    /// After timing, profile one more step with libtorch's operator profiler: its Chrome trace,
+    /// with each operator's input shapes, goes to this file (chrome://tracing, Perfetto) and the
+    /// operators' self times are printed, by operator and by operator and input shapes.
     #[arg(long, value_name = "TRACE.json")]
     pub profile: Option<std::path::PathBuf>,
 }
@@ -106,11 +107,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_profile(ops: &[bench::OpTime], trace: &std::path::Path) {
-    let total: f64 = ops.iter().map(|op| op.self_s).sum();
+fn print_profile(profile: &bench::StepProfile, trace: &std::path::Path) {
+    let total: f64 = profile.by_operator.iter().map(|op| op.self_s).sum();
     println!("profile of one step ({total:.3} s in operators; trace {}):", trace.display());
     println!("{:>8} {:>6} {:>7}  operator", "self s", "%", "calls");
-    for op in ops.iter().take(25) {
+    for op in profile.by_operator.iter().take(25) {
         println!("{:>8.3} {:>5.1}% {:>7}  {}", op.self_s, 100.0 * op.self_s / total, op.calls, op.name);
+    }
+    println!("the same by input shapes:");
+    println!("{:>8} {:>6} {:>7}  operator  input shapes", "self s", "%", "calls");
+    for op in profile.by_shapes.iter().take(15) {
+        let share = 100.0 * op.self_s / total;
+        println!("{:>8.3} {share:>5.1}% {:>7}  {}  {}", op.self_s, op.calls, op.name, op.shapes);
     }
 }

@@ -136,9 +136,9 @@ pub fn is_channels_last(t: &Tensor) -> bool {
     unsafe { ugatit_is_channels_last(t.as_ptr()) }
 }
 
-/// libtorch's operator profiler on this thread (the legacy `RecordProfile`): every operator's
-/// start and duration from [`Profile::start`] until [`Profile::finish`] (or drop), written to a
-/// Chrome trace file.
+/// libtorch's operator profiler on this thread (the legacy one, on the CPU clock): every
+/// operator's start, duration and input shapes (`args["Input Dims"]`) from [`Profile::start`]
+/// until [`Profile::finish`] (or drop), written to a Chrome trace file.
 #[must_use = "the profile is written when it finishes"]
 pub struct Profile {
     handle: *mut std::ffi::c_void,
