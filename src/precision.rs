@@ -136,6 +136,25 @@ impl Compute {
     }
 }
 
+/// The gradients of `outputs` with respect to `inputs` (`Tensor::run_backward`), computed with
+/// autocast off on the outputs' device.
+///
+/// Inside an autocast region libtorch would autocast the backward formulas' own calls: a matrix
+/// product whose forward ran in float32 on purpose (a weight-bound layer,
+/// [`crate::model::layers::conv_patches`]) would have its weight gradient computed in bf16 and
+/// cast back (0.4% error, and two weight-sized copies). With autocast off each backward kernel
+/// runs in the dtype of the forward it differentiates, as torch's own `loss.backward()` after an
+/// autocast block does.
+pub fn gradients<T: std::borrow::Borrow<Tensor>, U: std::borrow::Borrow<Tensor>>(
+    outputs: &[T],
+    inputs: &[U],
+    keep_graph: bool,
+    create_graph: bool,
+) -> Vec<Tensor> {
+    let device = outputs.first().map_or(Device::Cpu, |t| t.borrow().device());
+    shim::without_autocast(device, || Tensor::run_backward(outputs, inputs, keep_graph, create_graph))
+}
+
 /// Whether this CPU computes in bf16 natively (x86: AVX-512 BF16 or AMX; Arm: the `bf16`
 /// feature), from Linux's `/proc/cpuinfo`; `None` where that does not say.
 fn native_cpu_bf16() -> Option<bool> {

@@ -6,6 +6,7 @@
 //! set their initialisers explicitly.
 
 use crate::precision::full;
+use crate::shim::without_autocast;
 use tch::nn::{self, Init};
 use tch::Tensor;
 
@@ -18,7 +19,17 @@ pub fn torch_default_init(fan_in: i64) -> Init {
 /// A 2-D convolution without padding, under the process's CUDA settings
 /// ([`crate::device::CudaSettings`]), in the autocast dtype inside an autocast region (as
 /// `conv2d` would be: libtorch's `_convolution` is not autocast itself).
+///
+/// Weight-bound layers (no more output positions than output channels: the deep discriminator
+/// layers) are computed by [`conv_patches`] instead.
 pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
+    if output_positions(xs, weight, stride) <= weight.size()[0] {
+        let (ys, _) = conv_patches(xs, weight, stride, None);
+        return match bias {
+            Some(bias) => ys + bias.view([1, -1, 1, 1]),
+            None => ys,
+        };
+    }
     let cuda = crate::device::cuda_settings();
     let low = crate::shim::autocast_kind(xs.device());
     let cast = |t: &Tensor| match low {
@@ -41,6 +52,41 @@ pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) ->
         true,
         cuda.tf32,
     )
+}
+
+/// `B·H_out·W_out` of a convolution without padding.
+pub fn output_positions(xs: &Tensor, weight: &Tensor, stride: i64) -> i64 {
+    let (b, _, h, w) = xs.size4().expect("convolution input is [B, C, H, W]");
+    let k = weight.size()[2];
+    b * ((h - k) / stride + 1) * ((w - k) / stride + 1)
+}
+
+/// A convolution without padding or bias as one float32 matrix product of the `[C_out, C_in·k²]`
+/// weight with the input's `[C_in·k², B·H_out·W_out]` patches (im2col), whatever the autocast
+/// dtype; `extra` columns `[C_in·k², n]` ride along in the same product, which returns
+/// `weight · extra` as `[C_out, n]` beside the output (empty without them).
+///
+/// For layers with a few output positions and millions of weights, where oneDNN's convolution
+/// kernels (forward and backward) run at ~2 GFLOP/s and a bf16 autocast casts the whole weight
+/// and its gradient each call: the product is bound by reading and writing the weight, which it
+/// does once each way, in float32 at no cost in time.
+pub fn conv_patches(xs: &Tensor, weight: &Tensor, stride: i64, extra: Option<&Tensor>) -> (Tensor, Tensor) {
+    super::flops::record_conv(xs, weight, stride);
+    let (b, _, h, w) = xs.size4().expect("convolution input is [B, C, H, W]");
+    let [c_out, _, k, _] = weight.size()[..] else { unreachable!("conv weights are 4-d") };
+    let (h_out, w_out) = ((h - k) / stride + 1, (w - k) / stride + 1);
+    let n = b * h_out * w_out;
+    without_autocast(xs.device(), || {
+        let patches = full(xs).im2col([k, k], [1, 1], [0, 0], [stride, stride]);
+        let patches = patches.permute([1, 0, 2]).reshape([-1, n]);
+        let columns = match extra {
+            Some(extra) => Tensor::cat(&[&patches, extra], 1),
+            None => patches,
+        };
+        let product = weight.reshape([c_out, -1]).mm(&columns);
+        let ys = product.narrow(1, 0, n).view([c_out, b, h_out, w_out]).permute([1, 0, 2, 3]).contiguous();
+        (ys, product.narrow(1, n, product.size()[1] - n))
+    })
 }
 
 /// A square 2-D convolution without padding (the reference pads explicitly, by reflection).

@@ -10,8 +10,11 @@
 //! smaller, the weight or the output. The discriminators' deep layers hold millions of weights
 //! but produce a few pixels, and every forward would otherwise keep its own normalised copy of
 //! the weight for the backward pass (eight forwards per discriminator step).
+//! Where they produce no more positions than channels, `W v` is one more column of the layer's
+//! own matrix product ([`conv_patches`]), so σ and its gradient cost no pass over the weight of
+//! their own.
 
-use super::layers::{conv, torch_default_init, Conv2d};
+use super::layers::{conv, conv_patches, output_positions, torch_default_init, Conv2d};
 use crate::shim::without_autocast;
 use tch::nn;
 use tch::Tensor;
@@ -48,25 +51,28 @@ impl SpectralNorm {
     /// The largest singular value estimate `σ`, after one power iteration when `train`; in
     /// float32 whatever the precision of the layer it normalises.
     pub fn sigma(&self, train: bool) -> Tensor {
-        without_autocast(self.weight_orig.device(), || self.power_iteration(train))
+        let out = self.weight_orig.size()[0];
+        let (u, v) = self.singular_vectors(train);
+        without_autocast(self.weight_orig.device(), || u.dot(&self.weight_orig.view([out, -1]).mv(&v)))
     }
 
-    fn power_iteration(&self, train: bool) -> Tensor {
+    /// The constants `u`, `v` of `σ = uᵀ W v`: after one power iteration (stored) when `train`,
+    /// the stored ones otherwise.
+    fn singular_vectors(&self, train: bool) -> (Tensor, Tensor) {
+        if !train {
+            return (self.weight_u.detach(), self.weight_v.detach());
+        }
         let out = self.weight_orig.size()[0];
-        let w_mat = self.weight_orig.view([out, -1]);
-        let (u, v) = if train {
+        without_autocast(self.weight_orig.device(), || {
             tch::no_grad(|| {
-                let w = w_mat.detach();
+                let w = self.weight_orig.detach().view([out, -1]);
                 let v = normalize(&w.tr().mv(&self.weight_u));
                 let u = normalize(&w.mv(&v));
                 self.weight_u.shallow_clone().copy_(&u);
                 self.weight_v.shallow_clone().copy_(&v);
                 (u, v)
             })
-        } else {
-            (self.weight_u.detach(), self.weight_v.detach())
-        };
-        u.dot(&w_mat.mv(&v))
+        })
     }
 }
 
@@ -86,17 +92,28 @@ impl SnConv2d {
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let w = &self.sn.weight_orig;
+        let c_out = w.size()[0];
+        let positions = output_positions(xs, w, self.stride);
+        if positions <= c_out {
+            // Weight-bound: `v` rides along in the layer's own product, so that `W v` (and with it
+            // σ's gradient `u vᵀ`) costs no second pass over the weight.
+            let (u, v) = self.sn.singular_vectors(train);
+            let (ys, wv) = conv_patches(xs, w, self.stride, Some(&v.unsqueeze(1)));
+            let sigma = without_autocast(xs.device(), || u.dot(&wv.view([-1])));
+            return self.divided(ys, &sigma);
+        }
         let sigma = self.sn.sigma(train);
-        let (b, _, h, wd) = xs.size4().expect("convolution input is [B, C, H, W]");
-        let [c_out, _, k, _] = w.size()[..] else { unreachable!("conv weights are 4-d") };
-        let out_numel = b * c_out * ((h - k) / self.stride + 1) * ((wd - k) / self.stride + 1);
-        if out_numel >= w.numel() as i64 {
+        if positions * c_out >= w.numel() as i64 {
             return conv(xs, &(w / sigma), self.bias.as_ref(), self.stride);
         }
-        let y = conv(xs, w, None, self.stride);
+        self.divided(conv(xs, w, None, self.stride), &sigma)
+    }
+
+    /// `ys / σ + bias`.
+    fn divided(&self, ys: Tensor, sigma: &Tensor) -> Tensor {
         match &self.bias {
-            Some(bias) => bias.view([1, -1, 1, 1]).addcdiv(&y, &sigma),
-            None => y / sigma,
+            Some(bias) => bias.view([1, -1, 1, 1]).addcdiv(&ys, sigma),
+            None => ys / sigma,
         }
     }
 }

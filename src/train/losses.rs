@@ -113,7 +113,7 @@ pub fn penalty_point(gan: GanType, real: &Tensor, fake: &Tensor, alpha: &Tensor,
 /// `GP_WEIGHT · mean(f(‖∇ₓ Σ out‖ − 1))` for one discriminator output `out` of input `x`, with
 /// `f` the square (WGAN-GP, DRAGAN) or the squared positive part (WGAN-LP).
 fn penalty(gan: GanType, out: &Tensor, x: &Tensor) -> Tensor {
-    let grad = Tensor::run_backward(&[out.sum(Kind::Float)], &[x], true, true).remove(0);
+    let grad = crate::precision::gradients(&[out.sum(Kind::Float)], &[x], true, true).remove(0);
     let norm = grad.flatten(1, -1).norm_scalaropt_dim(2, [1], false);
     let excess = norm - 1.0;
     let excess = if gan == GanType::WganLp { excess.relu() } else { excess };

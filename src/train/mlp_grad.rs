@@ -62,7 +62,7 @@ pub fn backward(
         None => Vec::new(),
     };
     inputs.extend(factored.iter().map(|(_, y)| y));
-    let mut grads = Tensor::run_backward(&[loss], &inputs, false, false);
+    let mut grads = crate::precision::gradients(&[loss], &inputs, false, false);
     let output_grads = grads.split_off(own + extra.len());
     let extra_grads = grads.split_off(own);
     if let Some(mlp) = mlp {

@@ -93,7 +93,7 @@ impl Adam {
     /// weight's gradient, and each is freed as soon as its parameter moves: unlike torch's `.grad`,
     /// no gradient outlives the update.
     pub fn minimize(&mut self, group: &str, loss: &Tensor) {
-        let grads = Tensor::run_backward(&[loss], &self.parameters(group), false, false);
+        let grads = crate::precision::gradients(&[loss], &self.parameters(group), false, false);
         self.update(group, grads);
     }
 

@@ -278,9 +278,10 @@ impl Trainer {
 
     /// The iteration's work after [`Trainer::begin`].
     ///
-    /// In low precision the whole iteration, backward passes included, runs in one autocast
-    /// region: the backward's kernels follow the dtypes of the forward they differentiate, and
-    /// the optimisers' element-wise arithmetic is float32 either way.
+    /// In low precision the iteration's forwards run in one autocast region and its backward
+    /// passes with autocast off ([`crate::precision::gradients`]), so that each backward kernel
+    /// follows the dtype of the forward it differentiates; the optimisers' element-wise
+    /// arithmetic is float32 either way.
     ///
     /// Distributed, the gradients and the reported terms are averaged over the ranks; a failed
     /// collective is the error.
@@ -375,7 +376,7 @@ impl Trainer {
                 None => Tensor::zeros([], (Kind::Float, real.device())),
             };
             let loss = updates.scale((terms.sum() + &gp) * weights.adv);
-            let grads = Tensor::run_backward(&[loss], &updates.parameters(name), false, false);
+            let grads = crate::precision::gradients(&[loss], &updates.parameters(name), false, false);
             updates.push(name, grads)?;
             Ok::<_, anyhow::Error>((terms.detach(), gp.detach()))
         };
