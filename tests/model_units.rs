@@ -139,3 +139,35 @@ fn cuda_request_without_gpu_is_a_clear_error() {
     assert!(err.contains("no CUDA GPU"), "{err}");
     assert!(ugatit::device::parse("tpu").is_err());
 }
+
+/// Deterministic values in [-1, 1] (no global generator: tests run in parallel).
+fn wave(shape: &[i64], phase: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.37 + phase).sin().reshape(shape)
+}
+
+#[test]
+fn weight_bound_convolution_matches_libtorch_over_a_batch() {
+    use ugatit::model::layers::{conv, conv_patches, output_positions};
+    // 3 images of 6×6, k 4, stride 2: 3·2·2 = 12 output positions for 16 channels, so `conv`
+    // takes the matrix-product path; libtorch's own convolution is the oracle.
+    let xs = wave(&[3, 5, 6, 6], 0.1).set_requires_grad(true);
+    let weight = wave(&[16, 5, 4, 4], 0.7).set_requires_grad(true);
+    let bias = wave(&[16], 1.3);
+    assert!(output_positions(&xs, &weight, 2) <= 16);
+    let ours = conv(&xs, &weight, Some(&bias), 2);
+    let oracle = xs.conv2d(&weight, Some(&bias), [2], [0], [1], 1);
+    assert_eq!(ours.size(), [3, 16, 2, 2]);
+    let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+    assert!(max_diff(&ours, &oracle) < 1e-5, "forward differs by {}", max_diff(&ours, &oracle));
+    let g = wave(&[3, 16, 2, 2], 2.9);
+    let grads = |y: &Tensor| Tensor::run_backward(&[(y * &g).sum(Kind::Float)], &[&xs, &weight], false, false);
+    for (a, b) in grads(&ours).iter().zip(grads(&oracle).iter()) {
+        assert!(max_diff(a, b) < 1e-5, "gradient differs by {}", max_diff(a, b));
+    }
+    // Extra columns come back multiplied by the weight matrix.
+    let extra = wave(&[80, 2], 0.5);
+    let (_, product) = conv_patches(&xs, &weight, 2, Some(&extra));
+    let expected = weight.detach().reshape([16, 80]).mm(&extra);
+    assert!(max_diff(&product, &expected) < 1e-5);
+}
