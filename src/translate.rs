@@ -4,7 +4,7 @@
 
 use crate::choice::Choice;
 use crate::data::augment::test_transform;
-use crate::io::checkpoint::{self, Checkpoint};
+use crate::io::checkpoint::{self, Checkpoint, Networks};
 use crate::io::image::{resize_bilinear_pil, RgbImage};
 use crate::io::official_tf;
 use crate::io::safetensors::copy_into;
@@ -135,7 +135,13 @@ fn infer_tf_config(checkpoint: &Checkpoint, prefix: &str) -> Result<tf_generator
 impl Translator {
     /// Loads the `direction` generator of the checkpoint at `path`.
     pub fn load(path: &Path, direction: Direction, img_size: Option<i64>, device: Device) -> Result<Self> {
-        Self::from_checkpoint(&checkpoint::read(path)?, path, direction, img_size, device)
+        Self::from_checkpoint(
+            &checkpoint::read_networks(path, Networks::Generators)?,
+            path,
+            direction,
+            img_size,
+            device,
+        )
     }
 
     /// The `direction` generator of a checkpoint read from `path`. `img_size` is used only for

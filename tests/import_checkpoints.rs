@@ -166,3 +166,28 @@ fn bare_state_dicts_are_classified_by_their_keys() {
     assert!(err.contains("bare_dis.safetensors"), "{err}");
     let _ = (std::fs::remove_file(g), std::fs::remove_file(d));
 }
+
+#[test]
+fn translating_reads_only_the_generators() {
+    use ugatit::io::checkpoint::{read, read_networks, Networks};
+    let all = import("torch_ugatit.pt");
+    // A training checkpoint's layout: the six networks and the optimisers' state.
+    let mut entries: Vec<(String, Tensor)> = all.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+    entries.push(("optimD.exp_avg.0".to_string(), Tensor::ones([4], (tch::Kind::Float, Device::Cpu))));
+    let file = tmp("training_layout.safetensors");
+    ugatit::io::safetensors::write(&file, &entries, &BTreeMap::new()).unwrap();
+    let generators = read_networks(&file, Networks::Generators).unwrap_or_else(|e| panic!("{e:#}"));
+    let expected: Vec<&String> = all.keys().filter(|k| k.starts_with("genA2B.") || k.starts_with("genB2A.")).collect();
+    assert!(!expected.is_empty() && expected.len() < all.len());
+    assert_eq!(generators.tensors.keys().collect::<Vec<_>>(), expected);
+    for (k, t) in &generators.tensors {
+        assert!(t.equal(&all[k]), "{k}");
+    }
+    // Everything but the optimisers' state when all networks are asked for, as before.
+    let whole = read(&file).unwrap();
+    assert_eq!(whole.tensors.keys().collect::<Vec<_>>(), all.keys().collect::<Vec<_>>());
+    // The same filter over a torch file, which is parsed whole.
+    let torch = read_networks(&path("torch_ugatit.pt"), Networks::Generators).unwrap();
+    assert_eq!(torch.tensors.keys().collect::<Vec<_>>(), expected);
+    let _ = std::fs::remove_file(file);
+}

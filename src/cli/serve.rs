@@ -47,7 +47,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         anyhow::bail!("--max-megapixels must be a positive number (got {})", args.max_megapixels);
     }
     let compute = super::start_compute(&args.device)?;
-    let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
+    let checkpoint =
+        crate::io::checkpoint::read_networks(&args.checkpoint, crate::io::checkpoint::Networks::Generators)?;
     let (a2b, b2a) = Translator::both(&checkpoint, &args.checkpoint, args.img_size, compute)?;
     let facts = model_facts(&checkpoint, &args.checkpoint, &a2b);
     drop(checkpoint);

@@ -174,7 +174,8 @@ pub struct TestArgs {
 
 pub fn run_test(args: TestArgs) -> Result<()> {
     let compute = super::start_compute(&args.device)?;
-    let checkpoint = crate::io::checkpoint::read(&args.checkpoint)?;
+    let checkpoint =
+        crate::io::checkpoint::read_networks(&args.checkpoint, crate::io::checkpoint::Networks::Generators)?;
     let (a2b, b2a) = Translator::both(&checkpoint, &args.checkpoint, args.img_size, compute)?;
     let side = a2b.config.img_size;
     let out = args.out.clone().unwrap_or_else(|| super::default_run_dir(&args.dataset).join("test"));

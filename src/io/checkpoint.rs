@@ -114,18 +114,55 @@ impl Checkpoint {
     }
 }
 
+/// Which networks of a checkpoint to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Networks {
+    /// All six (training, resuming, converting).
+    All,
+    /// genA2B and genB2A (translating, serving).
+    Generators,
+}
+
+impl Networks {
+    fn keeps(self, key: &str) -> bool {
+        match self {
+            Networks::All => true,
+            Networks::Generators => key.starts_with("genA2B.") || key.starts_with("genB2A."),
+        }
+    }
+}
+
 /// Reads the networks of a checkpoint file (see the module documentation). Errors name the file
 /// and the problem. A TensorFlow checkpoint is given by its prefix (`…/UGATIT.model-1000000`),
 /// its `.index` file, or the folder holding its `checkpoint` file.
 pub fn read(path: &Path) -> Result<Checkpoint> {
+    read_networks(path, Networks::All)
+}
+
+/// [`read`] for the networks `which` names. The file is memory-mapped: from a safetensors file
+/// only those networks' tensors are built and only their bytes read from disk, so translating
+/// from a training checkpoint (two thirds of which are Adam's moments, and most of the rest the
+/// discriminators) costs the generators' memory only; the other formats are parsed whole and the
+/// rest dropped.
+pub fn read_networks(path: &Path, which: Networks) -> Result<Checkpoint> {
     if is_tf_bundle(path) {
         let bundle = tf_bundle::Bundle::open(path)?;
         let tensors = official_tf::generators(&bundle).with_context(|| format!("{}", path.display()))?;
         let metadata = BTreeMap::from([(VARIANT_KEY.to_string(), OFFICIAL_TF.to_string())]);
         return Ok(Checkpoint { tensors, metadata, format: Format::TfBundle });
     }
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    read_bytes(data).with_context(|| format!("{}", path.display()))
+    let reading = || format!("reading {}", path.display());
+    let file = std::fs::File::open(path).with_context(reading)?;
+    // SAFETY: a read-only map of a file this process does not write; ugatit replaces checkpoints
+    // by renaming a new file over the old one (io::atomic), never by rewriting one in place.
+    let data = unsafe { memmap2::Mmap::map(&file) }.with_context(reading)?;
+    let mut checkpoint = match detect_format(&data) {
+        Some(Format::Safetensors) => read_safetensors(&data, which),
+        _ => read_bytes(data.to_vec()),
+    }
+    .with_context(|| format!("{}", path.display()))?;
+    checkpoint.tensors.retain(|key, _| which.keeps(key));
+    Ok(checkpoint)
 }
 
 /// Metadata key naming the generator variant of a converted official checkpoint.
@@ -155,7 +192,6 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
         let head: Vec<String> = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
         bail!("wrong magic: not a torch, pdparams or safetensors file (starts with {})", head.join(" "));
     };
-    let mut metadata = BTreeMap::new();
     let tensors = match format {
         Format::TorchZip | Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?)?,
         Format::Pickle => {
@@ -166,13 +202,27 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
         Format::TfBundle => {
             bail!("a TensorFlow checkpoint is read from its files: give its prefix, .index file or folder")
         }
-        Format::Safetensors => {
-            let file = safetensors::read_bytes(&data)?;
-            metadata = file.metadata;
-            from_safetensors(file.tensors)?
-        }
+        Format::Safetensors => return read_safetensors(&data, Networks::All),
     };
-    Ok(Checkpoint { tensors, metadata, format })
+    Ok(Checkpoint { tensors, metadata: BTreeMap::new(), format })
+}
+
+/// A safetensors checkpoint's networks (`which` of them) and metadata.
+fn read_safetensors(data: &[u8], which: Networks) -> Result<Checkpoint> {
+    // Bare keys (a file of one network) are kept: their network is told from them afterwards.
+    let wanted = |name: &str| !is_optimizer(name) && (which.keeps(name) || !has_network_prefix(name));
+    let file = safetensors::read_bytes_where(data, wanted)?;
+    Ok(Checkpoint { tensors: from_safetensors(file.tensors)?, metadata: file.metadata, format: Format::Safetensors })
+}
+
+/// Our training checkpoints' optimiser state, which is not a network's.
+fn is_optimizer(name: &str) -> bool {
+    name.starts_with("optimG.") || name.starts_with("optimD.")
+}
+
+/// Whether `name` is `<net>.<key>` for one of the six networks.
+fn has_network_prefix(name: &str) -> bool {
+    NETWORKS.iter().any(|n| name.strip_prefix(n).is_some_and(|key| key.starts_with('.')))
 }
 
 /// Reads `input` (any format [`read`] reads) and writes its networks to the safetensors file
@@ -309,13 +359,11 @@ fn paddle_to_torch(net: &str, arrays: BTreeMap<String, NdArray>, out: &mut BTree
     Ok(())
 }
 
-/// The networks of a safetensors file: our training checkpoints also hold the optimisers'
-/// state, which is not a network's; a file of one bare generator is taken as `genA2B`.
+/// The networks of a safetensors file (the optimisers' state left out); a file of one bare
+/// generator is taken as `genA2B`.
 fn from_safetensors(tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
-    let is_optimizer = |name: &str| name.starts_with("optimG.") || name.starts_with("optimD.");
     let tensors: BTreeMap<String, Tensor> = tensors.into_iter().filter(|(name, _)| !is_optimizer(name)).collect();
-    let prefixed = tensors.keys().any(|k| NETWORKS.iter().any(|n| k.starts_with(&format!("{n}."))));
-    if prefixed {
+    if tensors.keys().any(|k| has_network_prefix(k)) {
         return Ok(tensors);
     }
     let net = bare_network(&tensors.keys().map(String::as_str).collect())?;

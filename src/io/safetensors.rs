@@ -102,10 +102,16 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
 /// data before any tensor is built: a dtype libtorch lacks, a dimension over `i64`, or a data
 /// length other than the shape's are errors naming the tensor.
 pub fn read_bytes(bytes: &[u8]) -> Result<SafetensorsFile> {
+    read_bytes_where(bytes, |_| true)
+}
+
+/// [`read_bytes`] building only the tensors whose names `keep` accepts: the bytes of the others
+/// are never touched (in a memory-mapped file, never read from disk).
+pub fn read_bytes_where(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<SafetensorsFile> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", describe(e, bytes)))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", describe(e, bytes)))?;
     let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in st.tensors().into_iter().filter(|(name, _)| keep(name)) {
         let kind =
             kind_of(view.dtype()).ok_or_else(|| anyhow!("tensor {name} has unsupported dtype {:?}", view.dtype()))?;
         let shape = view
