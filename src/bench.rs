@@ -210,7 +210,7 @@ pub fn self_times(trace: &str) -> Result<StepProfile> {
         v
     };
     let by_operator = by_operator.into_iter().map(|(name, (calls, us))| OpTime {
-        name: name.to_string(),
+        name,
         shapes: String::new(),
         calls,
         self_s: us / 1e6,

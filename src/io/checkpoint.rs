@@ -359,10 +359,9 @@ fn paddle_to_torch(net: &str, arrays: BTreeMap<String, NdArray>, out: &mut BTree
     Ok(())
 }
 
-/// The networks of a safetensors file (the optimisers' state left out); a file of one bare
-/// generator is taken as `genA2B`.
+/// The networks of a safetensors file, given its networks' tensors ([`read_safetensors`] leaves
+/// the optimisers' state out); a file of one bare generator is taken as `genA2B`.
 fn from_safetensors(tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
-    let tensors: BTreeMap<String, Tensor> = tensors.into_iter().filter(|(name, _)| !is_optimizer(name)).collect();
     if tensors.keys().any(|k| has_network_prefix(k)) {
         return Ok(tensors);
     }

@@ -23,7 +23,7 @@ pub fn torch_default_init(fan_in: i64) -> Init {
 /// Weight-bound layers (no more output positions than output channels: the deep discriminator
 /// layers) are computed by [`conv_patches`] instead.
 pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
-    if output_positions(xs, weight, stride) <= weight.size()[0] {
+    if weight_bound(xs, weight, stride) {
         let (ys, _) = conv_patches(xs, weight, stride, None);
         return match bias {
             Some(bias) => ys + bias.view([1, -1, 1, 1]),
@@ -59,6 +59,12 @@ pub fn output_positions(xs: &Tensor, weight: &Tensor, stride: i64) -> i64 {
     let (b, _, h, w) = xs.size4().expect("convolution input is [B, C, H, W]");
     let k = weight.size()[2];
     b * ((h - k) / stride + 1) * ((w - k) / stride + 1)
+}
+
+/// Whether a convolution has no more output positions than output channels: then it is bound
+/// by its weight, and [`conv_patches`] computes it.
+pub fn weight_bound(xs: &Tensor, weight: &Tensor, stride: i64) -> bool {
+    output_positions(xs, weight, stride) <= weight.size()[0]
 }
 
 /// A convolution without padding or bias as one float32 matrix product of the `[C_out, C_in·k²]`

@@ -14,7 +14,7 @@
 //! own matrix product ([`conv_patches`]), so σ and its gradient cost no pass over the weight of
 //! their own.
 
-use super::layers::{conv, conv_patches, output_positions, torch_default_init, Conv2d};
+use super::layers::{conv, conv_patches, output_positions, torch_default_init, weight_bound, Conv2d};
 use crate::shim::without_autocast;
 use tch::nn;
 use tch::Tensor;
@@ -92,9 +92,7 @@ impl SnConv2d {
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let w = &self.sn.weight_orig;
-        let c_out = w.size()[0];
-        let positions = output_positions(xs, w, self.stride);
-        if positions <= c_out {
+        if weight_bound(xs, w, self.stride) {
             // Weight-bound: `v` rides along in the layer's own product, so that `W v` (and with it
             // σ's gradient `u vᵀ`) costs no second pass over the weight.
             let (u, v) = self.sn.singular_vectors(train);
@@ -103,7 +101,7 @@ impl SnConv2d {
             return self.divided(ys, &sigma);
         }
         let sigma = self.sn.sigma(train);
-        if positions * c_out >= w.numel() as i64 {
+        if output_positions(xs, w, self.stride) * w.size()[0] >= w.numel() as i64 {
             return conv(xs, &(w / sigma), self.bias.as_ref(), self.stride);
         }
         self.divided(conv(xs, w, None, self.stride), &sigma)
