@@ -9,6 +9,7 @@
 //! checkpoints stay float32.
 
 use crate::choice::Choice;
+use crate::model::winograd;
 use crate::shim::{self, Autocast};
 use anyhow::{bail, Result};
 use std::sync::Once;
@@ -77,6 +78,22 @@ pub struct Compute {
     /// Repeated work of fixed shapes (a training step, a translation batch) is captured into a
     /// CUDA graph and replayed (`--cuda-graphs`; CUDA only).
     pub cuda_graphs: bool,
+    /// The wide 3×3 convolutions run by Winograd's algorithm ([`crate::model::winograd`]; float32
+    /// translation on the CPU, `--winograd`).
+    pub winograd: bool,
+}
+
+/// The state a forward pass runs in ([`Compute::region`]), until dropped.
+pub struct Region {
+    autocast: Option<Autocast>,
+    _winograd: Option<winograd::Scope>,
+}
+
+impl Region {
+    /// Whether autocast is on in this region (a low precision).
+    pub fn autocasts(&self) -> bool {
+        self.autocast.is_some()
+    }
 }
 
 impl Compute {
@@ -98,12 +115,13 @@ impl Compute {
                 "this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX): --precision bf16 is emulated here, far slower than fp32",
             );
         }
-        Ok(Self { device, precision, channels_last, cuda_graphs: false })
+        let winograd = workload == Workload::Inference && device == Device::Cpu && precision == Precision::Fp32;
+        Ok(Self { device, precision, channels_last, cuda_graphs: false, winograd })
     }
 
-    /// float32 NCHW on `device`: the references' arithmetic and layout.
+    /// float32 NCHW on `device`, every convolution direct: the references' arithmetic and layout.
     pub fn reference(device: Device) -> Self {
-        Self { device, precision: Precision::Fp32, channels_last: false, cuda_graphs: false }
+        Self { device, precision: Precision::Fp32, channels_last: false, cuda_graphs: false, winograd: false }
     }
 
     /// The same with CUDA graphs where `on` and the device is a GPU.
@@ -111,15 +129,26 @@ impl Compute {
         Self { cuda_graphs: on && self.device.is_cuda(), ..self }
     }
 
-    /// The autocast region for this precision (`None` for float32); forwards run inside it.
+    /// The same with Winograd's convolutions where `on` and [`Compute::new`] allowed them (float32
+    /// translation on the CPU: without gradients, where their rounding cannot reach training).
+    pub fn with_winograd(self, on: bool) -> Self {
+        Self { winograd: on && self.winograd, ..self }
+    }
+
+    /// The region forwards run inside: autocast for a low precision, Winograd's convolutions where
+    /// [`Compute::winograd`].
     ///
     /// libtorch refuses autocast only for dtypes a device type cannot autocast to, which
     /// [`Compute::new`] rules out; should it refuse anyway, the work runs in float32 (still
     /// correct) after one warning.
-    pub fn region(&self) -> Option<Autocast> {
-        let kind = self.precision.autocast_kind()?;
+    pub fn region(&self) -> Region {
         static WARNED: Once = Once::new();
-        Autocast::enter(self.device, kind).map_err(|e| warn_once(&WARNED, &format!("{e:#}; computing in fp32"))).ok()
+        let autocast = self.precision.autocast_kind().and_then(|kind| {
+            Autocast::enter(self.device, kind)
+                .map_err(|e| warn_once(&WARNED, &format!("{e:#}; computing in fp32")))
+                .ok()
+        });
+        Region { autocast, _winograd: self.winograd.then(winograd::Scope::enter) }
     }
 
     /// An input batch in this layout (a layout only changes speed: where libtorch cannot give

@@ -40,20 +40,22 @@ fn autocast_regions_are_scoped() {
     let bf16 = Compute::new(Device::Cpu, Precision::Bf16, MemoryFormat::Auto, Workload::Inference).unwrap();
     assert_eq!(conv_output_kind(), Kind::Float);
     {
-        let _outer = bf16.region().expect("a bf16 region");
+        let outer = bf16.region();
+        assert!(outer.autocasts(), "a bf16 region");
         assert_eq!(shim::autocast_kind(Device::Cpu), Some(Kind::BFloat16));
         assert_eq!(conv_output_kind(), Kind::BFloat16);
         let inside = shim::without_autocast(Device::Cpu, conv_output_kind);
         assert_eq!(inside, Kind::Float, "without_autocast computes in fp32");
         {
-            let _inner = bf16.region().expect("a nested region");
+            let inner = bf16.region();
+            assert!(inner.autocasts(), "a nested region");
         }
         assert_eq!(conv_output_kind(), Kind::BFloat16, "leaving a nested region keeps the outer one");
     }
     assert_eq!(shim::autocast_kind(Device::Cpu), None);
     assert_eq!(conv_output_kind(), Kind::Float);
     let fp32 = Compute::new(Device::Cpu, Precision::Fp32, MemoryFormat::Auto, Workload::Inference).unwrap();
-    assert!(fp32.region().is_none(), "fp32 opens no region");
+    assert!(!fp32.region().autocasts(), "fp32 opens no autocast region");
 }
 
 #[test]
@@ -182,7 +184,8 @@ fn fp16_translation_on_cuda() {
     let fp32 = tch::no_grad(|| g.forward(&xs));
     let fp16 = Compute::new(device(), Precision::Fp16, MemoryFormat::Auto, Workload::Inference).unwrap();
     let out = {
-        let _region = fp16.region().expect("an fp16 region");
+        let region = fp16.region();
+        assert!(region.autocasts(), "an fp16 region");
         tch::no_grad(|| g.forward(&fp16.input(&xs)))
     };
     assert_eq!(out.image.kind(), Kind::Float, "outputs are float32");

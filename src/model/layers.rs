@@ -21,7 +21,8 @@ pub fn torch_default_init(fan_in: i64) -> Init {
 /// `conv2d` would be: libtorch's `_convolution` is not autocast itself).
 ///
 /// Weight-bound layers (no more output positions than output channels: the deep discriminator
-/// layers) are computed by [`conv_patches`] instead.
+/// layers) are computed by [`conv_patches`] instead, and the 3×3 convolutions that
+/// [`super::winograd::applies`] accepts by Winograd's algorithm.
 pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) -> Tensor {
     if weight_bound(xs, weight, stride) {
         let (ys, _) = conv_patches(xs, weight, stride, None);
@@ -29,6 +30,10 @@ pub fn conv(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: i64) ->
             Some(bias) => ys + bias.view([1, -1, 1, 1]),
             None => ys,
         };
+    }
+    if super::winograd::applies(xs, weight, stride) {
+        super::flops::record_conv(xs, weight, stride);
+        return super::winograd::conv3x3(xs, weight, bias);
     }
     let cuda = crate::device::cuda_settings();
     let low = crate::shim::autocast_kind(xs.device());

@@ -8,6 +8,7 @@ pub mod norm;
 pub mod spectral_norm;
 pub mod tf_generator;
 pub mod ugatit;
+pub mod winograd;
 
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use generator::{GeneratorOutput, ResnetGenerator};
