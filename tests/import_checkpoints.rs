@@ -186,7 +186,7 @@ fn translating_reads_only_the_generators() {
     // Everything but the optimisers' state when all networks are asked for, as before.
     let whole = read(&file).unwrap();
     assert_eq!(whole.tensors.keys().collect::<Vec<_>>(), all.keys().collect::<Vec<_>>());
-    // The same filter over a torch file, which is parsed whole.
+    // The same networks from a torch file (tests/import_zip_variants.rs: the others are never read).
     let torch = read_networks(&path("torch_ugatit.pt"), Networks::Generators).unwrap();
     assert_eq!(torch.tensors.keys().collect::<Vec<_>>(), expected);
     let _ = std::fs::remove_file(file);

@@ -3,7 +3,7 @@
 
 mod pickle_support;
 
-use pickle_support::{zip, Member, P};
+use pickle_support::{f32_bytes, torch_zip, zip, Member, P};
 use std::path::Path;
 use ugatit::io::checkpoint::read_bytes;
 use ugatit::io::torch_archive::{zip_member, TorchFile, ZipIndex};
@@ -68,4 +68,23 @@ fn big_endian_archives_are_swapped() {
     ]);
     let t = TorchFile::from_bytes(z).unwrap().tensors().unwrap();
     assert_eq!(Vec::<f32>::try_from(&t["w"]).unwrap(), vec![2.0, 4.0]);
+}
+
+#[test]
+fn a_torch_files_other_networks_are_never_read_for_translation() {
+    use ugatit::io::checkpoint::{read, read_networks, Networks};
+    // {genA2B: {w}, disGA: {w}} whose discriminator storage is missing from the archive: reading
+    // every network fails on it; reading the generators never touches it.
+    let tensor = |p: P, key: &str| p.str("w").tensor("FloatStorage", key, 2, 0, &[2], &[1]).setitem();
+    let pkl = P::new().proto(2).empty_dict().str("genA2B").empty_dict();
+    let pkl = tensor(pkl, "0").setitem().str("disGA").empty_dict();
+    let pkl = tensor(pkl, "1").setitem().stop().bytes_vec();
+    let file = std::env::temp_dir().join(format!("ugatit-zip-generators-{}.pt", std::process::id()));
+    std::fs::write(&file, torch_zip(&pkl, &[("0", &f32_bytes(&[1.0, 2.0]))])).unwrap();
+    let err = format!("{:#}", read(&file).unwrap_err());
+    assert!(err.contains("storage 1"), "{err}");
+    let generators = read_networks(&file, Networks::Generators).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(generators.tensors.keys().collect::<Vec<_>>(), ["genA2B.w"]);
+    assert_eq!(Vec::<f32>::try_from(&generators.tensors["genA2B.w"]).unwrap(), vec![1.0, 2.0]);
+    let _ = std::fs::remove_file(file);
 }

@@ -34,6 +34,7 @@
 //! style, or `torch.save(genA2B.state_dict())`) is recognised by its keys and returned under
 //! `genA2B.`; a bare discriminator is an error because its role cannot be told.
 
+use crate::io::file_bytes::FileBytes;
 use crate::io::pickle::{NdArray, Value};
 use crate::io::torch_archive::{self, TorchFile};
 use crate::io::{official_tf, pdparams, safetensors, tf_bundle};
@@ -124,11 +125,14 @@ pub enum Networks {
 }
 
 impl Networks {
+    /// Whether the network `net` (one of [`NETWORKS`]) is read.
+    fn keeps_network(self, net: &str) -> bool {
+        self == Networks::All || matches!(net, "genA2B" | "genB2A")
+    }
+
+    /// Whether the tensor `<net>.<key>` is read.
     fn keeps(self, key: &str) -> bool {
-        match self {
-            Networks::All => true,
-            Networks::Generators => key.starts_with("genA2B.") || key.starts_with("genB2A."),
-        }
+        self == Networks::All || key.split_once('.').is_some_and(|(net, _)| self.keeps_network(net))
     }
 }
 
@@ -139,11 +143,11 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
     read_networks(path, Networks::All)
 }
 
-/// [`read`] for the networks `which` names. The file is memory-mapped: from a safetensors file
-/// only those networks' tensors are built and only their bytes read from disk, so translating
-/// from a training checkpoint (two thirds of which are Adam's moments, and most of the rest the
-/// discriminators) costs the generators' memory only; the other formats are parsed whole and the
-/// rest dropped.
+/// [`read`] for the networks `which` names. The file is memory-mapped: from a safetensors or torch
+/// file only those networks' tensors are built and only their bytes read from disk, so
+/// translating from a training checkpoint (two thirds of which are Adam's moments, and most of
+/// the rest the discriminators) costs the generators' memory only; PaddleGAN and TensorFlow files
+/// are parsed whole and the rest dropped.
 pub fn read_networks(path: &Path, which: Networks) -> Result<Checkpoint> {
     if is_tf_bundle(path) {
         let bundle = tf_bundle::Bundle::open(path)?;
@@ -151,16 +155,8 @@ pub fn read_networks(path: &Path, which: Networks) -> Result<Checkpoint> {
         let metadata = BTreeMap::from([(VARIANT_KEY.to_string(), OFFICIAL_TF.to_string())]);
         return Ok(Checkpoint { tensors, metadata, format: Format::TfBundle });
     }
-    let reading = || format!("reading {}", path.display());
-    let file = std::fs::File::open(path).with_context(reading)?;
-    // SAFETY: a read-only map of a file this process does not write; ugatit replaces checkpoints
-    // by renaming a new file over the old one (io::atomic), never by rewriting one in place.
-    let data = unsafe { memmap2::Mmap::map(&file) }.with_context(reading)?;
-    let mut checkpoint = match detect_format(&data) {
-        Some(Format::Safetensors) => read_safetensors(&data, which),
-        _ => read_bytes(data.to_vec()),
-    }
-    .with_context(|| format!("{}", path.display()))?;
+    let data = FileBytes::map(path)?;
+    let mut checkpoint = read_data(data, which).with_context(|| format!("{}", path.display()))?;
     checkpoint.tensors.retain(|key, _| which.keeps(key));
     Ok(checkpoint)
 }
@@ -185,6 +181,13 @@ fn is_tf_bundle(path: &Path) -> bool {
 
 /// [`read`] on the bytes of a file.
 pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
+    read_data(data.into(), Networks::All)
+}
+
+/// The networks `which` names from a file's bytes: from safetensors and torch files only their
+/// tensors are built (and, from a mapped file, only their pages read); a PaddleGAN pickle holds
+/// its arrays inline and is parsed whole.
+fn read_data(data: FileBytes, which: Networks) -> Result<Checkpoint> {
     let Some(format) = detect_format(&data) else {
         if data.is_empty() {
             bail!("empty file");
@@ -193,7 +196,7 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
         bail!("wrong magic: not a torch, pdparams or safetensors file (starts with {})", head.join(" "));
     };
     let tensors = match format {
-        Format::TorchZip | Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?)?,
+        Format::TorchZip | Format::TorchLegacy => from_torch(&TorchFile::from_bytes(data)?, which)?,
         Format::Pickle => {
             let root = pdparams::load_pdparams_bytes(&data)?;
             drop(data);
@@ -202,7 +205,7 @@ pub fn read_bytes(data: Vec<u8>) -> Result<Checkpoint> {
         Format::TfBundle => {
             bail!("a TensorFlow checkpoint is read from its files: give its prefix, .index file or folder")
         }
-        Format::Safetensors => return read_safetensors(&data, Networks::All),
+        Format::Safetensors => return read_safetensors(&data, which),
     };
     Ok(Checkpoint { tensors, metadata: BTreeMap::new(), format })
 }
@@ -284,7 +287,7 @@ fn torch_name(key: &str) -> String {
     key.to_string()
 }
 
-fn from_torch(file: &TorchFile) -> Result<BTreeMap<String, Tensor>> {
+fn from_torch(file: &TorchFile, which: Networks) -> Result<BTreeMap<String, Tensor>> {
     let root = file.root();
     if root.as_dict().is_none() {
         bail!("unknown layout: the file holds a {}, expected a dict of state_dicts", root.type_name());
@@ -299,7 +302,7 @@ fn from_torch(file: &TorchFile) -> Result<BTreeMap<String, Tensor>> {
         }
         return Ok(out);
     }
-    for (net, v) in nets {
+    for (net, v) in nets.into_iter().filter(|(net, _)| which.keeps_network(net)) {
         for (k, t) in file.tensors_of(v, net)? {
             out.insert(torch_name(&k), t);
         }

@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod file_bytes;
 pub mod image;
 pub mod inputs;
 pub mod official_tf;

@@ -13,6 +13,7 @@
 //! The zip archives are read by [`crate::io::zip`] (re-exported here: [`ZipIndex`], [`ZipEntry`],
 //! [`zip_member`], [`read_zip_member`], [`is_zip`]).
 
+use crate::io::file_bytes::FileBytes;
 use crate::io::pickle::{self, tensor_from_bytes, DType, Options, TensorRef, Value};
 pub use crate::io::zip::{is_zip, read_zip_member, zip_member, ZipEntry, ZipIndex};
 use crate::io::zip::{le64, to_usize};
@@ -46,7 +47,7 @@ enum Storages {
 /// [`TensorRef`]s that [`TorchFile::tensor`] reads from the file's storages.
 #[derive(Debug)]
 pub struct TorchFile {
-    data: Vec<u8>,
+    data: FileBytes,
     root: Value,
     storages: Storages,
     big_endian: bool,
@@ -55,12 +56,13 @@ pub struct TorchFile {
 impl TorchFile {
     /// Reads a `torch.save` file (zip or legacy format).
     pub fn open(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::from_bytes(data).with_context(|| format!("{}", path.display()))
+        Self::from_bytes(FileBytes::map(path)?).with_context(|| format!("{}", path.display()))
     }
 
-    /// Parses a `torch.save` file held in memory (zip or legacy format).
-    pub fn from_bytes(data: Vec<u8>) -> Result<Self> {
+    /// Parses a `torch.save` file held in memory or mapped (zip or legacy format); tensors are
+    /// read from its storages only when asked for.
+    pub fn from_bytes(data: impl Into<FileBytes>) -> Result<Self> {
+        let data = data.into();
         if is_zip(&data) {
             Self::from_zip(data, &Options::torch())
         } else if is_legacy_torch(&data) {
@@ -77,10 +79,10 @@ impl TorchFile {
         if !is_zip(&data) {
             bail!("wrong magic: a TorchScript archive is a zip file");
         }
-        Self::from_zip(data, &Options::torchscript())
+        Self::from_zip(data.into(), &Options::torchscript())
     }
 
-    fn from_zip(data: Vec<u8>, opts: &Options) -> Result<Self> {
+    fn from_zip(data: FileBytes, opts: &Options) -> Result<Self> {
         let index = ZipIndex::parse(&data)?;
         let torchscript =
             index.entries().iter().any(|e| e.name.contains("/code/") || e.name.ends_with("/constants.pkl"));
@@ -112,7 +114,7 @@ impl TorchFile {
         Ok(Self { root: root_value, storages: Storages::Zip { index, root }, data, big_endian })
     }
 
-    fn from_legacy(data: Vec<u8>) -> Result<Self> {
+    fn from_legacy(data: FileBytes) -> Result<Self> {
         let mut pos = 0usize;
         let mut next = |opts: &Options, what: &str| -> Result<Value> {
             let rest = data.get(pos..).unwrap_or(&[]);
