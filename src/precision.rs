@@ -151,6 +151,14 @@ impl Compute {
         Region { autocast, _winograd: self.winograd.then(winograd::Scope::enter) }
     }
 
+    /// `f` of the batch `xs` in this layout, inside [`Compute::region`], without gradients: how a
+    /// translation runs.
+    pub fn infer<T>(&self, xs: &Tensor, f: impl FnOnce(&Tensor) -> T) -> T {
+        let xs = self.input(xs);
+        let _region = self.region();
+        tch::no_grad(|| f(&xs))
+    }
+
     /// An input batch in this layout (a layout only changes speed: where libtorch cannot give
     /// it, the batch stays as it is, after one warning).
     pub fn input(&self, xs: &Tensor) -> Tensor {

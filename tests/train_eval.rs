@@ -55,6 +55,17 @@ fn eval_freq_scores_the_test_split_without_changing_training() {
         assert!(t.equal(&b.tensors[name]), "{name} differs with --eval-freq");
     }
 
+    // The last row scores the step-4 checkpoint as `ugatit eval` does (same translation settings).
+    let json = dir.join("eval.json");
+    let mut eval = Command::new(env!("CARGO_BIN_EXE_ugatit"));
+    eval.arg("eval").arg("--checkpoint").arg(run.join("model/latest.safetensors"));
+    eval.arg("--dataset").arg(common::sample("")).args(["--img-size", "32", "--no-cache", "--json"]).arg(&json);
+    ok(&mut eval);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let in_training: f64 = rows(&run)[1][1].parse().unwrap();
+    let by_eval = report["kid_x100"].as_f64().unwrap();
+    assert!((in_training - by_eval).abs() <= 1e-5 * by_eval.abs().max(1.0), "{in_training} vs ugatit eval's {by_eval}");
+
     let before = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     ok(&mut train(&with, 6, &["--eval-freq", "2", "--resume"]));
     let after = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -5,7 +5,7 @@ use crate::data::augment::test_transform;
 use crate::io::image::load_rgb8;
 use crate::io::inputs::{check_outputs, collect_jobs, Job};
 use crate::pictures::{image_tile, render_grid, sample_columns, save_png};
-use crate::translate::{result_picture, Direction, Translator};
+use crate::translate::{default_batch_size, result_picture, Direction, Translator};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -104,7 +104,7 @@ pub fn run_translate(args: TranslateArgs) -> Result<()> {
         failures += 1;
         bar.suspend(|| eprintln!("error: {err:#}"));
     };
-    let batch_size = args.batch_size.unwrap_or(if device.is_cuda() { 8 } else { 1 }) as usize;
+    let batch_size = args.batch_size.map_or(default_batch_size(device), |b| b as usize);
     std::thread::scope(|scope| {
         // Decoding and resizing run on a worker thread, up to two batches ahead of the network.
         let (send, loaded) = std::sync::mpsc::sync_channel(2 * batch_size);

@@ -7,7 +7,9 @@
 //! Rows go to `<run>/metrics.csv` (a resumed run keeps the rows up to its checkpoint and appends),
 //! the curve to `metrics.png`, and the checkpoint with the lowest mean of the two plain KIDs to
 //! `model/best.safetensors`. Evaluation draws no random numbers, so a run trains bitwise alike
-//! with and without it.
+//! with and without it. The translations are float32 whatever `--precision`, laid out and computed
+//! as `ugatit translate` computes them (`--memory-format`, `--winograd`), so that the figures match
+//! `ugatit eval` on the same generators.
 
 use super::log::kept_prefix;
 use crate::data::augment::test_transform;
@@ -16,18 +18,17 @@ use crate::metrics::features::{Extractor, Preprocess};
 use crate::metrics::kid::{kid, mean_kid, Kid, GM_MAX_BLOCK_SIZE};
 use crate::model::{Generate, UGATIT};
 use crate::pictures::{image_tile, plot_losses};
+use crate::precision::Compute;
+use crate::translate::default_batch_size;
 use anyhow::{Context, Result};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// The columns of `metrics.csv` after `step`.
 pub const COLUMNS: [&str; 6] =
     ["kid_a2b_x100", "kid_a2b_std_x100", "kid_b2a_x100", "kid_b2a_std_x100", "mean_kid_a2b_x100", "mean_kid_b2a_x100"];
-
-/// Test images translated per forward pass.
-const BATCH: usize = 8;
 
 /// One domain's test split: the network inputs and the Inception features of the real images.
 struct Split {
@@ -41,7 +42,7 @@ pub struct Evaluator {
     a: Split,
     b: Split,
     img_size: u32,
-    device: Device,
+    compute: Compute,
     csv: PathBuf,
     plot: PathBuf,
     history: Vec<(i64, Vec<f64>)>,
@@ -50,8 +51,8 @@ pub struct Evaluator {
 impl Evaluator {
     /// Loads the Inception weights (an error now, not at the first evaluation, when they are
     /// missing) and the first `limit` (0: all) images of each test split.
-    pub fn new(test_a: &[PathBuf], test_b: &[PathBuf], limit: usize, img_size: u32, device: Device) -> Result<Self> {
-        let extractor = Extractor::from_located(None, device, Preprocess::Gm, 10)
+    pub fn new(test_a: &[PathBuf], test_b: &[PathBuf], limit: usize, img_size: u32, compute: Compute) -> Result<Self> {
+        let extractor = Extractor::from_located(None, compute.device, Preprocess::Gm, 10)
             .context("--eval-freq needs the Inception weights of `ugatit eval`")?;
         let split = |files: &[PathBuf]| -> Result<Split> {
             let files = if limit > 0 { &files[..limit.min(files.len())] } else { files };
@@ -60,7 +61,7 @@ impl Evaluator {
             Ok(Split { inputs, features: extractor.features_of_images(&images)? })
         };
         let (a, b) = (split(test_a)?, split(test_b)?);
-        Ok(Self { extractor, a, b, img_size, device, csv: PathBuf::new(), plot: PathBuf::new(), history: Vec::new() })
+        Ok(Self { extractor, a, b, img_size, compute, csv: PathBuf::new(), plot: PathBuf::new(), history: Vec::new() })
     }
 
     /// Opens `<run>/metrics.csv` for a run at `last_step`, keeping its rows up to that step.
@@ -103,8 +104,9 @@ impl Evaluator {
     /// (KID(target, fake), mean-KID with the source) ×100 of `generator` on `source`'s images.
     fn score(&self, source: &Split, target: &Split, generator: &dyn Generate) -> Result<(Kid, Kid)> {
         let mut fakes: Vec<RgbImage> = Vec::with_capacity(source.inputs.len());
-        for chunk in source.inputs.chunks(BATCH) {
-            let out = tch::no_grad(|| generator.generate(&Tensor::stack(chunk, 0).to_device(self.device)));
+        for chunk in source.inputs.chunks(default_batch_size(self.compute.device)) {
+            let batch = Tensor::stack(chunk, 0).to_device(self.compute.device);
+            let out = self.compute.infer(&batch, |xs| generator.generate(xs));
             for i in 0..chunk.len() {
                 fakes.push(image_tile(&out.image.get(i as i64), self.img_size)?);
             }

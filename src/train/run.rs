@@ -24,6 +24,7 @@ use crate::data::loader::{BatchPlan, UnpairedLoader};
 use crate::data::rng::mix64;
 use crate::distributed::{Distributed, World};
 use crate::model::UGATIT;
+use crate::precision::{Compute, Precision, Workload};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -238,7 +239,9 @@ pub fn train(config: &TrainConfig, start: &Start, options: Options, interrupt: &
     let evaluator = (writer && config.eval_freq > 0)
         .then(|| {
             let size = config.img_size as u32;
-            Evaluator::new(&report.dataset.test_a, &report.dataset.test_b, config.eval_limit as usize, size, device)
+            let compute = Compute::new(device, Precision::Fp32, config.memory_format, Workload::Inference)?
+                .with_winograd(config.winograd);
+            Evaluator::new(&report.dataset.test_a, &report.dataset.test_b, config.eval_limit as usize, size, compute)
         })
         .transpose()?;
     let _lock = if writer { Some(RunLock::acquire(&paths.dir)?) } else { None };
