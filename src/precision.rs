@@ -1,6 +1,6 @@
 //! How the networks compute: the arithmetic precision (`--precision`), the activations' memory
-//! layout (`--memory-format`) and CUDA graphs (`--cuda-graphs`), resolved for a device into a
-//! [`Compute`].
+//! layout (`--memory-format`), CUDA graphs (`--cuda-graphs`) and Winograd's convolutions
+//! (`--winograd`), resolved for a device into a [`Compute`].
 //!
 //! Low precision is mixed precision, as `torch.autocast` defines it: convolutions, linear layers
 //! and matrix products run in bfloat16 or float16; the normalisations (instance norm, AdaLIN,
