@@ -1,5 +1,8 @@
 //! Unit behaviour of the building blocks that the parity fixtures do not pin down alone.
 
+mod common;
+
+use common::wave;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use ugatit::model::discriminator::Config as DConfig;
@@ -138,12 +141,6 @@ fn cuda_request_without_gpu_is_a_clear_error() {
     let err = ugatit::device::parse("cuda").unwrap_err().to_string();
     assert!(err.contains("no CUDA GPU"), "{err}");
     assert!(ugatit::device::parse("tpu").is_err());
-}
-
-/// Deterministic values in [-1, 1] (no global generator: tests run in parallel).
-fn wave(shape: &[i64], phase: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.37 + phase).sin().reshape(shape)
 }
 
 #[test]

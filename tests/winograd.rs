@@ -2,17 +2,14 @@
 //! direct convolution in float64 is the oracle; they run only where [`winograd::applies`] says
 //! (float32 translation on the CPU, wide 3×3 stride-1 layers) and keep the input's layout.
 
+mod common;
+
+use common::wave;
 use tch::{Device, Kind, Tensor};
 use ugatit::model::{layers, winograd, ResnetGenerator};
 use ugatit::precision::{Compute, MemoryFormat, Precision, Workload};
 use ugatit::shim;
 use ugatit::train::config::TrainConfig;
-
-/// Deterministic values in [-1, 1] (no global generator: tests run in parallel).
-fn wave(shape: &[i64], phase: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.37 + phase).sin().reshape(shape)
-}
 
 fn relative_error(ours: &Tensor, oracle: &Tensor) -> f64 {
     let diff = (ours.to_kind(Kind::Double) - oracle).abs().max().double_value(&[]);

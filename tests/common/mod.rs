@@ -41,6 +41,12 @@ impl Fixture {
     }
 }
 
+/// Deterministic values in [-1, 1] (no global generator: tests run in parallel).
+pub fn wave(shape: &[i64], phase: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    (Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)) * 0.37 + phase).sin().reshape(shape)
+}
+
 /// The error of `actual` against `expected`, scaled so that tensors of magnitude up to 1 are
 /// compared absolutely and larger ones relative to their largest element:
 /// `max|a − e| / max(1, max|e|)`.
