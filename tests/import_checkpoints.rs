@@ -191,3 +191,25 @@ fn translating_reads_only_the_generators() {
     assert_eq!(torch.tensors.keys().collect::<Vec<_>>(), expected);
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn a_checkpoint_reads_from_a_pipe() {
+    use ugatit::io::checkpoint::{read_networks, Networks};
+    // `--checkpoint <(zcat model.pt.gz)`: a pipe cannot be memory-mapped, so it is read instead.
+    let fifo = tmp("checkpoint.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let bytes = std::fs::read(path("torch_ugatit.pt")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, bytes).unwrap())
+    };
+    let from_pipe = read_networks(&fifo, Networks::Generators).unwrap_or_else(|e| panic!("{e:#}"));
+    writer.join().unwrap();
+    let from_file = read_networks(&path("torch_ugatit.pt"), Networks::Generators).unwrap();
+    assert_eq!(from_pipe.tensors.keys().collect::<Vec<_>>(), from_file.tensors.keys().collect::<Vec<_>>());
+    for (k, t) in &from_file.tensors {
+        assert!(t.equal(&from_pipe.tensors[k]), "{k}");
+    }
+    let _ = std::fs::remove_file(fifo);
+}

@@ -155,7 +155,7 @@ pub fn read_networks(path: &Path, which: Networks) -> Result<Checkpoint> {
         let metadata = BTreeMap::from([(VARIANT_KEY.to_string(), OFFICIAL_TF.to_string())]);
         return Ok(Checkpoint { tensors, metadata, format: Format::TfBundle });
     }
-    let data = FileBytes::map(path)?;
+    let data = FileBytes::open(path)?;
     let mut checkpoint = read_data(data, which).with_context(|| format!("{}", path.display()))?;
     checkpoint.tensors.retain(|key, _| which.keeps(key));
     Ok(checkpoint)

@@ -2,6 +2,7 @@
 //! touches are read from disk and held.
 
 use anyhow::{Context, Result};
+use std::io::Read;
 use std::ops::Deref;
 use std::path::Path;
 
@@ -12,15 +13,20 @@ pub enum FileBytes {
 }
 
 impl FileBytes {
-    /// Maps `path` read-only.
-    pub fn map(path: &Path) -> Result<Self> {
+    /// Maps `path` read-only, or reads it where it cannot be mapped: a pipe (`--checkpoint
+    /// <(zcat model.pt.gz)`), some network and FUSE file systems.
+    pub fn open(path: &Path) -> Result<Self> {
         let reading = || format!("reading {}", path.display());
-        let file = std::fs::File::open(path).with_context(reading)?;
+        let mut file = std::fs::File::open(path).with_context(reading)?;
         // SAFETY: a read-only map of a file this process does not write; ugatit replaces
         // checkpoints by renaming a new file over the old one (io::atomic), never by rewriting one
         // in place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(reading)?;
-        Ok(Self::Mapped(map))
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(Self::Mapped(map));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).with_context(reading)?;
+        Ok(Self::Owned(bytes))
     }
 }
 

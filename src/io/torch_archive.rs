@@ -56,7 +56,7 @@ pub struct TorchFile {
 impl TorchFile {
     /// Reads a `torch.save` file (zip or legacy format).
     pub fn open(path: &Path) -> Result<Self> {
-        Self::from_bytes(FileBytes::map(path)?).with_context(|| format!("{}", path.display()))
+        Self::from_bytes(FileBytes::open(path)?).with_context(|| format!("{}", path.display()))
     }
 
     /// Parses a `torch.save` file held in memory or mapped (zip or legacy format); tensors are
