@@ -6,7 +6,7 @@
 //! `M = U·V` (one batched GEMM), and `Aᵀ M A` gives a 4×4 output tile: 36 multiplications per
 //! tile and channel pair instead of 144. libtorch's oneDNN convolutions are direct, so the
 //! generators' 256-channel convolutions ran at the fp32 GEMM's rate over 4× the products;
-//! here they take 0.55–0.75× the time (BENCHMARKS.md). The price is rounding: ~1.5e-5 of the
+//! here they take 0.45–0.6× the time (BENCHMARKS.md). The price is rounding: ~1.5e-5 of the
 //! output's range per convolution instead of ~3e-7, far below an 8-bit image's step, and training
 //! never uses it (its gradients are the direct convolution's, as the references compute them).
 //!
@@ -50,12 +50,12 @@ const A_T: [f32; 24] = [
 
 /// 4×4 output tiles per chunk: the chunk's transformed tiles (36 × tiles × channels floats, 4.7 MB
 /// at 256 channels) stay in cache between the transforms and the products; measured on 2 cores,
-/// 32–128 tiles do equally well, whole maps 1.5–2× worse.
+/// 64–256 tiles do about equally well, whole maps 1.5–2× worse.
 const TILES_PER_CHUNK: i64 = 128;
 
 /// The transforms' per-tile cost grows with `C_in + C_out`, the products' with `C_in·C_out`: at
 /// a harmonic mean of the channel counts below this, the transforms cost what the products save
-/// (128 → 64 channels measured 1.2× slower than direct, 256 → 128 1.4× faster).
+/// (128 → 64 channels on 256² maps measured 0.95–1.25× the direct time, 256 → 128 on 128² 0.6×).
 const MIN_HARMONIC_CHANNELS: i64 = 128;
 
 thread_local! {

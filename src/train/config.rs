@@ -62,7 +62,7 @@ macro_rules! train_settings {
                 precision: Precision = Precision::Fp32, any;
                 /// Activation layout: auto (channels-last for translation on CPU and for bf16/fp16 on CUDA), channels-last or contiguous.
                 memory_format: MemoryFormat = MemoryFormat::Auto, any;
-                /// CPU, fp32 translation (also --eval-freq's): the wide 3×3 convolutions by Winograd's F(4x4, 3x3), 1.3-1.8x faster at ~1e-5 relative error; false computes them directly, as the references do (training steps always do).
+                /// CPU, fp32 translation (also --eval-freq's): the wide 3×3 convolutions by Winograd's F(4x4, 3x3), 1.6-2.1x faster at ~1e-5 relative error; false computes them directly, as the references do (training steps always do).
                 winograd: bool = true, any;
             }
             dist {
