@@ -7,8 +7,9 @@
 //! tile and channel pair instead of 144. libtorch's oneDNN convolutions are direct, so the
 //! generators' 256-channel convolutions ran at the fp32 GEMM's rate over 4× the products;
 //! here they take 0.45–0.6× the time (BENCHMARKS.md). The price is rounding: ~1.5e-5 of the
-//! output's range per convolution instead of ~3e-7, far below an 8-bit image's step, and training
-//! never uses it (its gradients are the direct convolution's, as the references compute them).
+//! output's range per convolution instead of ~3e-7, far below an 8-bit image's step; training
+//! steps never use it (their gradients are the direct convolution's, as the references compute
+//! them), only the translations of `--eval-freq`.
 //!
 //! Enabled per thread by a [`Scope`] ([`crate::precision::Compute::region`] opens one for
 //! translation on CPU in float32 unless `--winograd false`); [`applies`] says which convolutions
